@@ -12,7 +12,6 @@ import sys
 from .errors import PGDVSError
 
 COMMAND_MODULES = (
-    "pgdvs.ingest.cli",
     "pgdvs.reconstruct.cli",
     "pgdvs.render.cli",
     "pgdvs.trajectories.cli",

@@ -98,7 +98,7 @@ def look_at(eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor) -> torch.
     """OpenCV c2w looking from eye at target; ``up`` is the world direction that should appear up
     (image -y). eye, target, up (..., 3) -> (..., 4, 4)."""
     z = torch.nn.functional.normalize(target - eye, dim=-1)
-    x = torch.nn.functional.normalize(torch.cross(z, -up.expand_as(z), dim=-1), dim=-1)
+    x = torch.nn.functional.normalize(torch.cross(-up.expand_as(z), z, dim=-1), dim=-1)
     y = torch.cross(z, x, dim=-1)
     c2w = torch.zeros(*eye.shape[:-1], 4, 4, dtype=eye.dtype, device=eye.device)
     c2w[..., :3, 0], c2w[..., :3, 1], c2w[..., :3, 2], c2w[..., :3, 3] = x, y, z, eye
