@@ -91,9 +91,13 @@ class Scene:
         arrays = _flatten(self)
         arrays["rgb"] = np.round(np.clip(self.rgb, 0, 1) * 255).astype(np.uint8)
         info = {"version": SCENE_VERSION, "meta": self.meta, "shapes": {k: list(v.shape) for k, v in arrays.items()}}
+        try:
+            text = json.dumps(info, indent=1, default=_json_default)
+        except TypeError as exc:
+            raise SceneFormatError(f"{path}: field 'meta' {exc}") from None
         with atomic_dir(path) as tmp:
             np.savez(tmp / SCENE_ARRAYS, **arrays)
-            (tmp / SCENE_JSON).write_text(json.dumps(info, indent=1, default=_json_default))
+            (tmp / SCENE_JSON).write_text(text)
         return Path(path)
 
     @classmethod
@@ -109,6 +113,8 @@ class Scene:
             info = json.loads(meta_file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise SceneFormatError(f"{meta_file}: not valid JSON ({exc})") from None
+        if not isinstance(info, dict) or not isinstance(info.get("meta", {}), dict):
+            raise SceneFormatError(f"{meta_file}: must be a JSON object with an object 'meta'")
         version = info.get("version")
         if version != SCENE_VERSION:
             raise SceneFormatError(f"{meta_file}: field 'version' is {version!r}, this release reads {SCENE_VERSION}")
