@@ -1,0 +1,171 @@
+"""Click editing of dynamic masks with propagation to every frame: the state behind the app's mask editor.
+
+One ``MaskEditor`` per session. Clicks on frame k go to a :class:`~pgdvs.reconstruct.segmenters.Segmenter`
+(SAM or GrabCut) together with the mask frame k had before its first click (its base); ``propagate`` carries
+the edit to the other frames: what the edit added to / removed from the automatic mask is pulled along the
+flow frame by frame, laid over that frame's automatic mask, and the clicks, moved along the flow, re-prompt
+the segmenter there. Frames with their own clicks keep their mask, and propagation continues from them.
+
+Shapes: frames (N, H, W, 3) float in [0, 1], masks (N, H, W) bool (True = dynamic), flows (N-1, H, W, 2):
+flows_fwd[i] is i -> i+1, flows_bwd[i] is i+1 -> i. Points are pixel (x, y) = (column, row).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..warp import sample_image
+from .motion_masks import warp_field
+from .segmenters import Segmenter, check_prompt
+
+
+@dataclass
+class _Click:
+    x: float
+    y: float
+    label: int
+    mask: np.ndarray  # the frame's mask after this click
+
+
+class MaskEditor:
+    def __init__(self, frames, masks, flows_fwd, flows_bwd, segmenter: Segmenter):
+        frames, masks = np.asarray(frames), np.asarray(masks)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) < 1:
+            raise InputError(f"MaskEditor: 'frames' must be (N, H, W, 3), got {frames.shape}")
+        n, h, w = frames.shape[:3]
+        for name, arr, shape in (("masks", masks, (n, h, w)), ("flows_fwd", flows_fwd, (n - 1, h, w, 2)),
+                                 ("flows_bwd", flows_bwd, (n - 1, h, w, 2))):
+            if np.shape(arr) != shape:
+                raise InputError(f"MaskEditor: '{name}' must have shape {shape}, got {np.shape(arr)}")
+        self.frames = frames
+        self.segmenter = segmenter
+        self._auto = masks.astype(bool)
+        self._masks = self._auto.copy()
+        self._fwd = torch.as_tensor(np.asarray(flows_fwd), dtype=torch.float32)
+        self._bwd = torch.as_tensor(np.asarray(flows_bwd), dtype=torch.float32)
+        self._clicks: dict[int, list[_Click]] = {}
+        self._base: dict[int, np.ndarray] = {}
+        self.last_edited: int | None = None
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def masks(self) -> np.ndarray:
+        """Current masks (N, H, W) bool (a copy)."""
+        return self._masks.copy()
+
+    def mask(self, frame: int) -> np.ndarray:
+        """Current mask of ``frame`` (H, W) bool (a copy)."""
+        return self._masks[self._frame(frame)].copy()
+
+    def points(self, frame: int) -> list[tuple[float, float, int]]:
+        """Clicks on ``frame`` in order: (x, y, label) with label 1 include / 0 exclude."""
+        return [(c.x, c.y, c.label) for c in self._clicks.get(self._frame(frame), [])]
+
+    def add_point(self, frame: int, x: float, y: float, label: int) -> np.ndarray:
+        """Click (x, y) on ``frame`` with label 1 (include) or 0 (exclude). -> the frame's new mask (H, W)."""
+        frame = self._frame(frame)
+        check_prompt([[x, y]], [label], self.frames.shape[1:3])
+        base = self._base.setdefault(frame, self._masks[frame].copy())
+        clicks = self._clicks.setdefault(frame, [])
+        pts = np.array([[c.x, c.y] for c in clicks] + [[x, y]], float)
+        labels = np.array([c.label for c in clicks] + [int(label)])
+        mask = np.asarray(self.segmenter.segment(frame, self.frames[frame], pts, labels, base), bool)
+        clicks.append(_Click(float(x), float(y), int(label), mask))
+        self._masks[frame] = mask
+        self.last_edited = frame
+        return mask.copy()
+
+    def undo(self, frame: int) -> np.ndarray:
+        """Drop the last click on ``frame`` (no-op without clicks). -> the frame's mask (H, W)."""
+        frame = self._frame(frame)
+        clicks = self._clicks.get(frame)
+        if clicks:
+            clicks.pop()
+            self._masks[frame] = clicks[-1].mask if clicks else self._base[frame]
+            if not clicks:
+                del self._clicks[frame]
+        return self.mask(frame)
+
+    def clear(self, frame: int) -> np.ndarray:
+        """Drop every click on ``frame``: back to the mask it had before them. -> (H, W)."""
+        frame = self._frame(frame)
+        if frame in self._base:
+            self._masks[frame] = self._base[frame]
+        self._clicks.pop(frame, None)
+        return self.mask(frame)
+
+    def reset(self, frame: int) -> np.ndarray:
+        """Back to the automatic mask, clicks dropped (also undoes what propagation wrote). -> (H, W)."""
+        frame = self._frame(frame)
+        self._clicks.pop(frame, None)
+        self._base.pop(frame, None)
+        self._masks[frame] = self._auto[frame]
+        return self.mask(frame)
+
+    def propagate(self, from_frame: int | None = None, reprompt_every: int = 1,
+                  progress: Callable[[float], None] | None = None) -> np.ndarray:
+        """Carry the edit of ``from_frame`` (default: the last clicked frame) forward and backward to every
+        frame. The segmenter is re-prompted on every ``reprompt_every``-th frame from the source (SAM on CPU
+        costs ~12 s per new frame embedding; the frames between keep the flow-carried mask).
+        ``progress(fraction)`` after each frame. -> masks (N, H, W) bool (a copy)."""
+        start = self.last_edited if from_frame is None else self._frame(from_frame)
+        if start is None:
+            return self.masks
+        n, done = self.n_frames, 0
+        for step in (1, -1):
+            mask, clicks = self._masks[start], self._click_array(start)
+            for j in range(start + step, n if step > 0 else -1, step):
+                i = j - step
+                # flow j -> i pulls frame i's fields into frame j; flow i -> j moves the clicks
+                f_ji, f_ij = (self._bwd[i], self._fwd[i]) if step > 0 else (self._fwd[j], self._bwd[j])
+                if j in self._clicks:  # the user's own edit wins and becomes the new source
+                    mask, clicks = self._masks[j], self._click_array(j)
+                else:
+                    clicks = move_points(clicks, f_ij, f_ji)
+                    reprompt = abs(j - start) % max(1, reprompt_every) == 0
+                    mask = self._carry(mask, i, j, f_ji, clicks if reprompt else clicks[:0])
+                    self._masks[j] = mask
+                done += 1
+                if progress:
+                    progress(done / max(n - 1, 1))
+        return self.masks
+
+    def _carry(self, mask_i: np.ndarray, i: int, j: int, f_ji: torch.Tensor, clicks: np.ndarray) -> np.ndarray:
+        """Frame j's mask from frame i's: the edit (difference to the automatic mask) pulled along the flow,
+        applied to frame j's automatic mask, then re-prompted with the moved clicks."""
+        delta = np.stack([mask_i & ~self._auto[i], self._auto[i] & ~mask_i], -1).astype(np.float32)
+        added, removed = (warp_field(torch.from_numpy(delta)[None], f_ji[None])[0] > 0.5).numpy().transpose(2, 0, 1)
+        prior = (self._auto[j] | added) & ~removed
+        if len(clicks) == 0:
+            return prior
+        out = self.segmenter.segment(j, self.frames[j], clicks[:, :2], clicks[:, 2].astype(int), prior)
+        return np.asarray(out, bool)
+
+    def _click_array(self, frame: int) -> np.ndarray:
+        return np.array(self.points(frame), float).reshape(-1, 3)
+
+    def _frame(self, frame) -> int:
+        if not isinstance(frame, (int, np.integer)) or not 0 <= frame < self.n_frames:
+            raise InputError(f"MaskEditor: frame must be an integer in [0, {self.n_frames - 1}], got {frame!r}")
+        return int(frame)
+
+
+def move_points(points: np.ndarray, flow_ij: torch.Tensor, flow_ji: torch.Tensor, tol: float = 2.0) -> np.ndarray:
+    """Move clicks of frame i into frame j along the flow; clicks that leave the image or whose flow fails the
+    forward-backward check (occluded) are dropped. points (P, 3) [x, y, label], flows (H, W, 2) -> (Q, 3)."""
+    if len(points) == 0:
+        return points
+    h, w = flow_ij.shape[:2]
+    uv = torch.as_tensor(points[:, :2], dtype=torch.float32)
+    moved = uv + sample_image(flow_ij.permute(2, 0, 1)[None], uv[None])[0].T
+    back = moved + sample_image(flow_ji.permute(2, 0, 1)[None], moved[None])[0].T
+    inside = (moved[:, 0] >= 0) & (moved[:, 0] <= w - 1) & (moved[:, 1] >= 0) & (moved[:, 1] <= h - 1)
+    keep = (inside & ((back - uv).abs().sum(-1) <= tol)).numpy()
+    return np.concatenate([moved.numpy()[keep], points[keep, 2:]], 1)

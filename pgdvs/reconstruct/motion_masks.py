@@ -1,0 +1,243 @@
+"""Automatic dynamic masks from motion: what the camera motion cannot explain is moving.
+
+Per frame pair (a, b) the observed flow a->b is compared with the flow a static world would produce:
+- with depth: the rigid flow of depth_a seen from camera b (residual |F_obs - F_rigid| in pixels), and the
+  colour of frame b pulled along the rigid flow (flow bleeds over object borders; colour does not);
+- without depth: the distance of the flow endpoint from its epipolar line (blind to motion along the line),
+  or, when the camera did not translate, the residual to the rotation homography.
+Votes over both neighbours and several frame gaps (flows composed from the neighbour flows) are averaged on
+pixels where forward and backward flow agree, smoothed over time along the flow, then cleaned: opening,
+closing, hole filling, and connected components under a minimum area dropped.
+
+Shapes: frames (N, H, W, 3) float in [0, 1], flows (N-1, H, W, 2) (x, y) between neighbours, K (N, 3, 3),
+c2w (N, 4, 4), depth (N, H, W) or None -> masks (N, H, W) bool, True = dynamic.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from ..errors import InputError
+from ..geometry import invert_pose, pixel_grid, project_points, unproject_depth
+from ..warp import backward_warp, flow_consistency, sample_image
+
+REFERENCE_SIZE = 480  # pixel thresholds are given at this image size (longest side) and scaled with it
+PAIR_CHUNK = 8  # frame pairs evaluated together (memory ~ 100 MB per chunk at 480 x 270)
+
+
+def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_px: float = 1.5,
+                 photo_threshold: float = 0.03, gaps: tuple[int, ...] = (1, 2), min_area_frac: float = 0.002,
+                 gap_flows: dict | None = None, noise_k: float = 0.0, vote_frac: float = 0.5, fb_tol: float = 1.0, sam_model=None) -> np.ndarray:
+    """Dynamic masks for every frame (shapes in the module doc).
+
+    ``threshold_px``: flow residual at 480 px that counts as motion (scaled with resolution, plus 5 % of
+    the flow length); ``photo_threshold``: mean colour difference under which a static world explains a
+    pixel (depth only); ``gaps``: frame gaps compared; ``min_area_frac``: smallest kept component as a
+    fraction of the image; ``sam_model``: snap the masks to SAM segments (:func:`snap_to_segments`).
+    """
+    frames, fwd, bwd, K, c2w, depth = _check_inputs(frames, flows_fwd, flows_bwd, K, c2w, depth)
+    n, h, w = frames.shape[:3]
+    scale = max(h, w) / REFERENCE_SIZE
+    thr = max(threshold_px * scale, 0.5)
+    tol = max(1.0, scale) * fb_tol
+    rgb = torch.as_tensor(frames, dtype=torch.float32).permute(0, 3, 1, 2)
+    votes, counts = torch.zeros(n, h, w), torch.zeros(n, h, w)
+    static = torch.full((n, h, w), -torch.inf)
+    for gap in sorted({g for g in gaps if 0 < g < n}):
+        if gap_flows and gap in gap_flows:
+            flows_ij, flows_ji = (torch.as_tensor(np.asarray(x), dtype=torch.float32) for x in gap_flows[gap])
+        else:
+            flows_ij, flows_ji = compose_flows(fwd, bwd, gap)
+        src = torch.cat([torch.arange(n - gap), torch.arange(gap, n)])
+        dst = torch.cat([torch.arange(gap, n), torch.arange(n - gap)])
+        f_ab, f_ba = torch.cat([flows_ij, flows_ji]), torch.cat([flows_ji, flows_ij])
+        for c in range(0, len(src), PAIR_CHUNK):
+            a, b, fab, fba = src[c:c + PAIR_CHUNK], dst[c:c + PAIR_CHUNK], f_ab[c:c + PAIR_CHUNK], f_ba[c:c + PAIR_CHUNK]
+            if depth is not None:
+                end = rigid_endpoints(depth[a], K[a], c2w[a], K[b], c2w[b])
+                res = (pixel_grid(h, w) + fab - end).norm(dim=-1)
+                photo = photometric_residual(rgb[a], rgb[b], end)
+                import os
+                mode = os.environ.get("MODE", "rel")
+                if mode == "pair":
+                    res = torch.where(photo > photo_threshold, res, torch.zeros(()))
+                elif mode == "rel":
+                    obs = photometric_residual(rgb[a], rgb[b], pixel_grid(h, w) + fab)
+                    res = torch.where(photo > obs + photo_threshold, res, torch.zeros(()))
+                elif mode == "min":
+                    static.index_reduce_(0, a, -photo, "amax")
+            else:
+                res = epipolar_residual(fab, K[a], c2w[a], K[b], c2w[b])
+            ok = consistent(fab, fba, tol) & torch.isfinite(res)
+            noise = torch.stack([r[o].median() if o.any() else torch.zeros(()) for r, o in zip(res, ok)])
+            moving = res > torch.clamp(noise_k * noise, min=thr)[:, None, None] + 0.05 * fab.norm(dim=-1)
+            votes.index_add_(0, a, (moving & ok).float())
+            counts.index_add_(0, a, ok.float())
+    score = votes / counts.clamp(min=1)
+    score[-static <= photo_threshold] = 0
+    score = temporal_smooth(score, counts > 0, fwd, bwd, tol)
+    import os
+    if os.environ.get("SP"):
+        score = torch.from_numpy(np.stack([superpixel_mean(sc, fr, int(os.environ["SP"])) for sc, fr in zip(score.numpy(), frames)]))
+    masks = np.stack([clean_mask(s > vote_frac, min_area_frac) for s in score.numpy()])
+    if sam_model is not None:
+        masks = snap_to_segments(masks, frames, sam_model)
+    return masks
+
+
+def rigid_endpoints(depth_a: torch.Tensor, K_a: torch.Tensor, c2w_a: torch.Tensor, K_b: torch.Tensor,
+                    c2w_b: torch.Tensor) -> torch.Tensor:
+    """Where pixels of camera a land in camera b if the world is static.
+    depth_a (B, H, W), K (B, 3, 3), c2w (B, 4, 4) -> (B, H, W, 2), NaN behind camera b."""
+    bsz, h, w = depth_a.shape
+    pts = unproject_depth(depth_a, K_a.float(), c2w_a.float()).reshape(bsz, -1, 3)
+    uv, z = project_points(pts, K_b.float(), c2w_b.float())
+    return torch.where(z[..., None] > 0, uv, torch.nan).reshape(bsz, h, w, 2)
+
+
+def epipolar_residual(flow: torch.Tensor, K_a: torch.Tensor, c2w_a: torch.Tensor, K_b: torch.Tensor,
+                      c2w_b: torch.Tensor) -> torch.Tensor:
+    """Distance of each flow endpoint from the epipolar line of its pixel; for a camera that did not
+    translate, distance from where the rotation homography sends the pixel (any depth).
+    flow (B, H, W, 2) a->b, K (B, 3, 3), c2w (B, 4, 4) float64 -> (B, H, W) pixels."""
+    bsz, h, w = flow.shape[:3]
+    rel = invert_pose(c2w_b) @ c2w_a  # camera a -> camera b
+    rot, t = rel[:, :3, :3], rel[:, :3, 3]
+    tx = torch.zeros(bsz, 3, 3, dtype=t.dtype)
+    tx[:, 0, 1], tx[:, 0, 2], tx[:, 1, 2] = -t[:, 2], t[:, 1], -t[:, 0]
+    tx = tx - tx.transpose(1, 2)
+    fund = torch.linalg.inv(K_b).transpose(1, 2) @ tx @ rot @ torch.linalg.inv(K_a)
+    homog = K_b @ rot @ torch.linalg.inv(K_a)
+    still = t.norm(dim=-1) <= 1e-9 * max(1.0, float(c2w_a[:, :3, 3].abs().max()))
+    grid = _homogeneous(pixel_grid(h, w)).reshape(1, -1, 3)
+    end = grid[..., :2] + flow.reshape(bsz, -1, 2)
+    lines = grid @ fund.float().transpose(1, 2)
+    dist = (_homogeneous(end) * lines).sum(-1).abs() / lines[..., :2].norm(dim=-1).clamp(min=1e-12)
+    proj = grid @ homog.float().transpose(1, 2)
+    rot_res = (end - proj[..., :2] / proj[..., 2:].clamp(min=1e-9)).norm(dim=-1)
+    return torch.where(still[:, None], rot_res, dist).reshape(bsz, h, w)
+
+
+def photometric_residual(rgb_a: torch.Tensor, rgb_b: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """Colour difference between frame a and frame b sampled at ``end``, mean over channels and a 3x3
+    window. rgb (B, 3, H, W), end (B, H, W, 2) with NaN = nowhere -> (B, H, W); outside frame b it is large."""
+    pulled = sample_image(rgb_b, torch.nan_to_num(end, nan=-1e4))
+    err = (rgb_a - pulled).abs().mean(1, keepdim=True)
+    return F.avg_pool2d(err, 3, stride=1, padding=1, count_include_pad=False)[:, 0]
+
+
+def consistent(flow_ab: torch.Tensor, flow_ba: torch.Tensor, tol: float = 1.0) -> torch.Tensor:
+    """Forward-backward check (the original's |dx| + |dy| <= tol) with the endpoint inside the image.
+    flow_ab, flow_ba (B, H, W, 2) -> (B, H, W) bool."""
+    h, w = flow_ab.shape[1:3]
+    end = pixel_grid(h, w) + flow_ab
+    inside = (end[..., 0] >= 0) & (end[..., 0] <= w - 1) & (end[..., 1] >= 0) & (end[..., 1] <= h - 1)
+    return (flow_consistency(flow_ab, flow_ba).abs().sum(-1) <= tol) & inside
+
+
+def compose_flows(fwd: torch.Tensor, bwd: torch.Tensor, gap: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flows over ``gap`` frames by chaining neighbour flows. fwd, bwd (N-1, H, W, 2) (i -> i+1, i+1 -> i)
+    -> (flows i -> i+gap, flows i+gap -> i), each (N-gap, H, W, 2)."""
+    out_f, out_b = fwd, bwd
+    for step in range(1, gap):
+        count = fwd.shape[0] - step
+        # i -> i+step+1 = (i -> i+step) then (i+step -> i+step+1), sampled where the first lands
+        out_f = out_f[:count] + warp_field(fwd[step:], out_f[:count])
+        # i+step+1 -> i = (i+step+1 -> i+step) then (i+step -> i)
+        out_b = bwd[step:] + warp_field(out_b[:count], bwd[step:])
+    return out_f, out_b
+
+
+def warp_field(field: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Pull a per-pixel field of frame b into frame a along flow a->b: out(p) = field(p + flow(p)), zero
+    outside. field (B, H, W, C), flow (B, H, W, 2) -> (B, H, W, C)."""
+    return backward_warp(field.permute(0, 3, 1, 2), flow).permute(0, 2, 3, 1)
+
+
+def temporal_smooth(score: torch.Tensor, known: torch.Tensor, fwd: torch.Tensor, bwd: torch.Tensor,
+                    tol: float = 1.0) -> torch.Tensor:
+    """Average each frame's score with its neighbours' pulled along consistent flow, so a moment without
+    visible motion or one noisy frame does not flip the mask. score (N, H, W), ``known`` (N, H, W) bool
+    (pixels with at least one vote), fwd/bwd (N-1, H, W, 2) -> (N, H, W)."""
+    total = torch.where(known, score, torch.zeros(()))
+    weight = known.float()
+    # frames 0..N-2 look at their next frame (flow fwd), frames 1..N-1 at their previous one (flow bwd)
+    for idx, nb, f_ij, f_ji in ((slice(0, -1), slice(1, None), fwd, bwd), (slice(1, None), slice(0, -1), bwd, fwd)):
+        pulled = warp_field(torch.stack([score[nb], known[nb].float()], -1), f_ij)
+        ok = consistent(f_ij, f_ji, tol) & (pulled[..., 1] > 0.99)
+        total[idx] += torch.where(ok, pulled[..., 0], torch.zeros(()))
+        weight[idx] += ok.float()
+    return total / weight.clamp(min=1)
+
+
+def superpixel_mean(score, frame, size):
+    from skimage.segmentation import slic
+    h, w = score.shape
+    labels = slic(frame, n_segments=max(1, h * w // (size * size)), compactness=10, start_label=0)
+    sums = np.bincount(labels.ravel(), score.ravel())
+    cnt = np.bincount(labels.ravel())
+    return (sums / np.maximum(cnt, 1))[labels].astype(np.float32)
+
+
+def clean_mask(mask: np.ndarray, min_area_frac: float = 0.002) -> np.ndarray:
+    """Objects, not speckles: opening, closing, hole filling, components smaller than ``min_area_frac``
+    of the image removed. mask (H, W) bool -> (H, W) bool."""
+    h, w = mask.shape
+    radius = max(1, round(max(h, w) / REFERENCE_SIZE * 2))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    m = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, disk)
+    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, disk)
+    return remove_small_components(ndimage.binary_fill_holes(m), max(4.0, min_area_frac * h * w))
+
+
+def remove_small_components(mask: np.ndarray, min_area: float) -> np.ndarray:
+    """mask (H, W) bool -> (H, W) bool without 8-connected components under ``min_area`` pixels."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = np.zeros(count, bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area
+    return keep[labels]
+
+
+def snap_to_segments(masks: np.ndarray, frames: np.ndarray, sam_model, min_iou: float = 0.5) -> np.ndarray:
+    """Replace each mask component by the SAM segment it prompts when they agree (IoU >= ``min_iou``).
+    One SAM image embedding per frame with a mask: costly on CPU (~12 s for vit_b at 480 px), so callers
+    pick the frames. masks (N, H, W) bool, frames (N, H, W, 3) -> (N, H, W) bool."""
+    from .segmenters import SamSegmenter
+
+    seg = SamSegmenter(sam_model, cache_size=1)
+    out = masks.copy()
+    for i, mask in enumerate(masks):
+        if mask.any():
+            out[i] = seg.snap(i, frames[i], mask, min_iou=min_iou)
+    return out
+
+
+def _homogeneous(uv: torch.Tensor) -> torch.Tensor:
+    return torch.cat([uv, torch.ones_like(uv[..., :1])], dim=-1)
+
+
+def _check_inputs(frames, flows_fwd, flows_bwd, K, c2w, depth):
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise InputError(f"motion_masks: 'frames' must be (N, H, W, 3), got {frames.shape}")
+    n, h, w = frames.shape[:3]
+    if n < 2:
+        raise InputError(f"motion_masks: 'frames' holds {n} frame(s); motion needs at least 2")
+    expect = {"flows_fwd": (flows_fwd, (n - 1, h, w, 2)), "flows_bwd": (flows_bwd, (n - 1, h, w, 2)),
+              "K": (K, (n, 3, 3)), "c2w": (c2w, (n, 4, 4))}
+    if depth is not None:
+        expect["depth"] = (depth, (n, h, w))
+    out = []
+    for name, (arr, shape) in expect.items():
+        arr = np.asarray(arr)
+        if arr.shape != shape:
+            raise InputError(f"motion_masks: '{name}' must have shape {shape}, got {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise InputError(f"motion_masks: '{name}' contains NaN or infinite values")
+        out.append(torch.as_tensor(arr, dtype=torch.float64 if name in ("K", "c2w") else torch.float32))
+    if depth is None:
+        out.append(None)
+    return (frames, *out)

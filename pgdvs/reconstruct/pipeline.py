@@ -1,0 +1,259 @@
+"""Clip -> Scene: ingest, flow, motion check, cameras, depth, dynamic masks, consistent depth, save.
+
+Stages (``progress(stage, fraction, message)`` is called as each advances): "ingest", "flow", "motion",
+"cameras", "depth", "masks", "refine", "save".
+
+Classical path (default, no weights): DIS flow, COLMAP SfM (pycolmap), flow triangulation + regularised
+consistent depth. With a Depth Anything model (``depth_prior="auto"`` and a model ready in ``pgdvs.hub``, or
+``depth_model=`` given) its disparity is aligned to the triangulated depth and refined. Degenerate camera motion
+(static, pure rotation) is detected and gives identity / rotation-only cameras and a smooth depth, reported in
+``scene.meta["motion"]`` and the notices.
+
+Default sizes: at most 60 frames, longer side 480 px (``ReconstructConfig``); a 48-frame 480x270 clip takes about
+a minute on 2 CPU cores (see the ``synthetic-reconstruct`` benchmark's ``seconds``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import InputError
+from ..scene import Scene
+from .cameras import colmap_poses, guess_intrinsics
+from .degeneracy import analyse_motion, rotation_only_poses
+from .depth import DepthConfig, consistent_depth, default_pairs
+
+FLOW_BACKENDS = ("dis", "raft")
+PRIOR_MODES = ("auto", "none")
+STAGES = ("ingest", "flow", "motion", "cameras", "depth", "masks", "refine", "save")
+MIN_REGISTERED = 0.5  # SfM must register at least this fraction of frames, else rotation-only cameras are used
+ROUGH_SCALE = 2 / 3  # the first depth pass works at this fraction of the final working size
+ROUGH_GAPS = (1, 4)  # ... and triangulates only these frame gaps
+
+
+@dataclass
+class ReconstructConfig:
+    """max_frames / max_side: ingest budget (frames, longer side in px; 480 keeps a 48-frame clip near a minute on
+    2 cores); flow: "dis" | "raft" (raft falls back to dis without a model); depth_prior: "auto" (use Depth
+    Anything when available) | "none"; flow_gaps: frame gaps with flow for triangulation; depth: DepthConfig;
+    sfm_features: SIFT features per frame; device: torch device for learned models."""
+
+    max_frames: int = 60
+    max_side: int = 480
+    flow: str = "dis"
+    depth_prior: str = "auto"
+    flow_gaps: tuple[int, ...] = (1, 2, 4, 8)
+    depth: DepthConfig = field(default_factory=DepthConfig)
+    sfm_features: int = 2048
+    device: str = "cpu"
+
+    def check(self) -> "ReconstructConfig":
+        if self.flow not in FLOW_BACKENDS:
+            raise InputError(f"flow backend {self.flow!r} is unknown; allowed: {', '.join(FLOW_BACKENDS)}")
+        if self.depth_prior not in PRIOR_MODES:
+            raise InputError(f"depth_prior {self.depth_prior!r} is unknown; allowed: {', '.join(PRIOR_MODES)}")
+        if self.max_frames < 2 or self.max_side < 16:
+            raise InputError(f"max_frames must be >= 2 and max_side >= 16 (got {self.max_frames}, {self.max_side})")
+        return self
+
+
+Progress = Callable[[str, float, str], None]
+
+
+def reconstruct(source, config: ReconstructConfig | None = None, progress: Progress | None = None,
+                out_dir: str | Path | None = None, hub=None, depth_model=None, flow_model=None) -> Scene:
+    """Reconstruct a Scene from ``source`` (video file, frame folder, or a ``pgdvs.ingest.Clip``).
+
+    hub: a ``pgdvs.hub.ModelHub`` to take learned models from (default: the process's hub; it is not started
+    here, so only models it already holds are used); depth_model / flow_model: explicit models that override the
+    hub. out_dir: where the scene folder is written (atomically: nothing is left behind on error).
+    Returns the Scene (its ``meta`` holds notices, the motion report, backends and per-stage seconds).
+    """
+    config = (config or ReconstructConfig()).check()
+    report = progress or (lambda stage, fraction, message: None)
+    timings: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def done(stage: str, message: str):
+        now = time.perf_counter()
+        timings[stage] = round(now - clock[0], 3)
+        clock[0] = now
+        report(stage, 1.0, message)
+
+    report("ingest", 0.0, "reading the clip")
+    clip = _load(source, config)
+    frames = clip.frames
+    n, h, w = frames.shape[:3]
+    notices = list(clip.notices)
+    done("ingest", f"{n} frames at {w}x{h}")
+
+    flow_backend, flow_model = _flow_backend(config, hub, flow_model, notices)
+    pairs = default_pairs(n, config.flow_gaps)
+    report("flow", 0.0, f"{len(pairs)} flows ({flow_backend})")
+    from .flow import compute_flows
+
+    flows = compute_flows(frames, pairs, backend=flow_backend, model=flow_model, device=config.device,
+                          progress=lambda f: report("flow", f, "optical flow"))
+    index = {p: k for k, p in enumerate(pairs)}
+    fwd = flows[[index[(i, i + 1)] for i in range(n - 1)]]
+    bwd = flows[[index[(i + 1, i)] for i in range(n - 1)]]
+    done("flow", flow_backend)
+
+    motion = analyse_motion(*_widest_flows(flows, pairs))
+    done("motion", motion.message)
+
+    report("cameras", 0.0, "estimating camera poses")
+    K, c2w, camera_info = _cameras(frames, fwd, motion, config, notices)
+    done("cameras", camera_info["backend"])
+
+    prior = None
+    depth_model = _depth_model(config, hub, depth_model)
+    if depth_model is not None:
+        from .depth_prior import predict_disparity
+
+        report("depth", 0.0, "monocular depth prior")
+        prior = predict_disparity(depth_model, frames, device=config.device,
+                                  progress=lambda f: report("depth", 0.5 * f, "monocular depth prior"))
+    # the first depth only feeds the motion masks and the refinement's start: coarser, fewer pairs, no rounds
+    first = DepthConfig(**{**asdict(config.depth), "consistency_iters": 0,
+                           "work_side": int(config.depth.work_side * ROUGH_SCALE)})
+    few = [k for k, (i, j) in enumerate(pairs) if abs(j - i) in ROUGH_GAPS] or list(range(len(pairs)))
+    rough = consistent_depth(frames, K, c2w, [pairs[k] for k in few], flows[few], prior_disparity=prior,
+                             config=first, progress=lambda f: report("depth", 0.5 + 0.5 * f, "first depth"))
+    done("depth", "first depth")
+
+    from .motion_masks import motion_masks
+
+    Ks = np.repeat(K[None], n, 0)
+    dyn = motion_masks(frames, fwd, bwd, Ks, c2w, rough.depth) if motion.kind != "static" else \
+        motion_masks(frames, fwd, bwd, Ks, c2w, None)
+    done("masks", f"{dyn.mean() * 100:.1f}% of pixels dynamic")
+
+    init = rough.depth
+    if camera_info["backend"] == "colmap" and camera_info["registered"] < n:
+        # SfM missed frames: try again with features only on static pixels, keep it if it registers more
+        report("refine", 0.0, "re-running SfM on static pixels")
+        again = colmap_poses(frames, static_mask=~dyn, max_features=config.sfm_features)
+        if again is not None and again.registered.sum() > camera_info["registered"]:
+            K, c2w, init = again.K, again.c2w, None
+            Ks = np.repeat(K[None], n, 0)
+            notices[:] = [m for m in notices if not m.startswith("cameras:")] + again.notices
+            camera_info.update(registered=int(again.registered.sum()), reprojection_error_px=again.reproj_error,
+                               points=int(len(again.points)), static_mask=True)
+    result = consistent_depth(frames, K, c2w, pairs, flows, dyn_mask=dyn, prior_disparity=prior,
+                              config=config.depth, init_depth=init,
+                              progress=lambda f: report("refine", f, "consistent depth"))
+    depth = _safe_depth(result.depth)
+    done("refine", f"triangulated coverage {result.coverage.mean() * 100:.0f}%")
+
+    if motion.kind in ("static", "rotation"):
+        notices.append(f"camera motion: {motion.message}")
+    elif motion.kind == "low_parallax":
+        notices.append(f"camera motion: {motion.message} (parallax {motion.parallax_px:.2f} px)")
+    meta = {
+        "source": clip.source, "fps": float(clip.fps), "frame_ids": list(clip.frame_ids),
+        "notices": notices, "motion": motion.to_dict(), "cameras": camera_info,
+        "backends": {"flow": flow_backend, "cameras": camera_info["backend"],
+                     "depth": "depth-anything + triangulation" if prior is not None else "triangulation",
+                     "masks": "motion"},
+        "depth_coverage": float(result.coverage.mean()),
+        "reconstruct_config": {k: v for k, v in asdict(config).items()},
+        "seconds": timings,
+    }
+    scene = Scene(rgb=np.clip(frames, 0, 1).astype(np.float32), K=Ks.astype(np.float64), c2w=c2w.astype(np.float64),
+                  depth=depth, dyn_mask=dyn.astype(bool), flow_fwd=fwd.astype(np.float32),
+                  flow_bwd=bwd.astype(np.float32), meta=meta)
+    scene.validate("reconstruction")
+    if out_dir is not None:
+        report("save", 0.0, f"writing {out_dir}")
+        scene.save(out_dir)
+    done("save", "done")
+    meta["seconds"]["total"] = round(sum(timings.values()), 3)
+    return scene
+
+
+def _load(source, config: ReconstructConfig):
+    from ..ingest import clip as ingest
+
+    if isinstance(source, ingest.Clip):
+        if source.frames.ndim != 4 or source.frames.shape[0] < 2 or source.frames.shape[-1] != 3:
+            raise InputError(f"clip frames have shape {source.frames.shape}; need (N >= 2, H, W, 3)")
+        return source
+    if not isinstance(source, (str, Path)):
+        raise InputError(f"source must be a video path, a frame folder or a Clip, got {type(source).__name__}")
+    return ingest.load_clip(source, max_frames=config.max_frames, max_side=config.max_side)
+
+
+def _flow_backend(config, hub, model, notices):
+    if config.flow == "dis":
+        return "dis", None
+    if model is None:
+        got = _hub(hub).get_stage("flow")
+        model = got[1] if got else None
+    if model is None:
+        notices.append("flow: RAFT is not available (no checkpoint); used OpenCV DIS")
+        return "dis", None
+    return "raft", model
+
+
+def _depth_model(config, hub, model):
+    if config.depth_prior == "none":
+        return None
+    if model is not None:
+        return model
+    got = _hub(hub).get_stage("depth")
+    return got[1] if got else None
+
+
+def _hub(hub):
+    if hub is not None:
+        return hub
+    from ..hub import ModelHub
+
+    return ModelHub.default()
+
+
+def _widest_flows(flows: np.ndarray, pairs: list[tuple[int, int]], count: int = 6):
+    """A few forward flows at the largest available gap, spread over the clip, and their reverse flows.
+    -> two (<= count, H, W, 2) arrays."""
+    index = {p: k for k, p in enumerate(pairs)}
+    gap = max(j - i for i, j in pairs)
+    ks = [k for k, (i, j) in enumerate(pairs) if j - i == gap]
+    pick = [ks[p] for p in np.unique(np.linspace(0, len(ks) - 1, min(count, len(ks))).round().astype(int))]
+    return flows[pick], flows[[index[pairs[k][::-1]] for k in pick]]
+
+
+def _cameras(frames, fwd, motion, config, notices):
+    """-> K (3, 3), c2w (N, 4, 4), info dict for meta."""
+    n, h, w = frames.shape[:3]
+    K = guess_intrinsics((h, w))
+    assumed = "intrinsics: focal length assumed (60 degree horizontal field of view)"
+    if motion.kind == "static":
+        notices.append(assumed)
+        return K, np.tile(np.eye(4), (n, 1, 1)), {"backend": "static (identity poses)", "registered": n,
+                                                  "intrinsics": "assumed"}
+    est = None if motion.kind == "rotation" else colmap_poses(frames, max_features=config.sfm_features)
+    if est is not None and est.registered.mean() >= MIN_REGISTERED:
+        notices.extend(est.notices)  # names frames whose poses are interpolated
+        return est.K, est.c2w, {"backend": "colmap", "registered": int(est.registered.sum()),
+                                "reprojection_error_px": est.reproj_error, "intrinsics": "estimated",
+                                "points": int(len(est.points))}
+    if motion.kind != "rotation":
+        notices.append("cameras: SfM could not register enough frames; rotation-only cameras are used")
+    notices.append(assumed)
+    return K, rotation_only_poses(fwd, K), {"backend": "rotation-only (homographies)", "registered": 0,
+                                            "intrinsics": "assumed"}
+
+
+def _safe_depth(depth: np.ndarray) -> np.ndarray:
+    """Replace any non-finite or non-positive value (never expected) by the frame median, as float32."""
+    out = depth.astype(np.float32)
+    bad = ~np.isfinite(out) | (out <= 0)
+    if bad.any():
+        good = out[~bad]
+        out[bad] = np.median(good) if good.size else 1.0
+    return out

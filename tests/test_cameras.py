@@ -1,0 +1,129 @@
+"""Intrinsics guess, pose helpers, COLMAP poses on a synthetic clip, and degenerate-motion detection
+(static camera, pure rotation) with rotation-only poses."""
+import cv2
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from pgdvs.bench.suites.reconstruct import trajectory_errors, umeyama
+from pgdvs.reconstruct.cameras import colmap_poses, guess_intrinsics, interpolate_poses, normalise_poses
+from pgdvs.reconstruct.degeneracy import analyse_motion, nearest_rotation, rotation_only_poses
+from pgdvs.reconstruct.flow import compute_flows
+
+
+def test_guess_intrinsics_uses_a_60_degree_field_of_view():
+    K = guess_intrinsics((270, 480))
+    assert K[0, 0] == pytest.approx(240 / np.tan(np.radians(30)))
+    assert K[1, 1] == K[0, 0] and (K[0, 2], K[1, 2]) == (239.5, 134.5)
+
+
+def _pose(rotvec, t):
+    m = np.eye(4)
+    m[:3, :3] = Rotation.from_rotvec(rotvec).as_matrix()
+    m[:3, 3] = t
+    return m
+
+
+def test_interpolate_poses_fills_gaps_and_ends():
+    c2w = np.stack([_pose([0, 0, 0], [0, 0, 0])] * 5)
+    c2w[1] = _pose([0, 0.2, 0], [1, 0, 0])
+    c2w[3] = _pose([0, 0.6, 0], [3, 2, 0])
+    known = np.array([False, True, False, True, False])
+    out = interpolate_poses(c2w, known)
+    np.testing.assert_allclose(out[2, :3, 3], [2, 1, 0])
+    np.testing.assert_allclose(Rotation.from_matrix(out[2, :3, :3]).as_rotvec(), [0, 0.4, 0], atol=1e-9)
+    np.testing.assert_allclose(out[0], c2w[1])
+    np.testing.assert_allclose(out[4], c2w[3])
+
+
+def test_normalise_poses_puts_frame_0_at_identity_and_unit_median_depth():
+    first = _pose([0.1, 0.2, 0], [1, 2, 3])
+    c2w = np.stack([first, first @ _pose([0, 0, 0], [1, 0, 0])])  # sideways step: every point stays at depth 4
+    pts = (c2w[0] @ np.array([[0, 0, 4.0, 1], [0.5, 0, 4.0, 1], [0, 0.5, 4.0, 1]]).T).T[:, :3]
+    out, out_pts = normalise_poses(c2w, pts)
+    np.testing.assert_allclose(out[0], np.eye(4), atol=1e-12)
+    assert np.median(out_pts[:, 2]) == pytest.approx(1.0)
+    # relative geometry is kept up to the scale 1/4
+    rel_in, rel_out = np.linalg.inv(c2w[0]) @ c2w[1], np.linalg.inv(out[0]) @ out[1]
+    np.testing.assert_allclose(rel_out[:3, 3], rel_in[:3, 3] / 4, atol=1e-12)
+
+
+def test_umeyama_recovers_a_similarity():
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(20, 3))
+    rot = Rotation.from_rotvec([0.3, -0.2, 0.5]).as_matrix()
+    s, r, t = umeyama(src, 2.5 * src @ rot.T + [1, 2, 3])
+    assert s == pytest.approx(2.5) and np.allclose(r, rot) and np.allclose(t, [1, 2, 3])
+
+
+@pytest.fixture(scope="module")
+def handheld():
+    from pgdvs.bench.synthetic import make_scene
+
+    return make_scene("handheld-room", "small")
+
+
+def test_colmap_poses_match_the_true_trajectory(handheld):
+    frames, gt = handheld.rgb[::2], handheld.gt.c2w[::2]
+    est = colmap_poses(frames)
+    assert est is not None and est.backend == "colmap"
+    assert est.registered.mean() >= 0.8
+    np.testing.assert_allclose(est.c2w[0], np.eye(4), atol=1e-9)
+    extent = np.linalg.norm(np.ptp(gt[:, :3, 3], axis=0))
+    assert trajectory_errors(est.c2w, gt)["ate"] < 0.05 * extent
+    f_true = handheld.gt.K[0, 0, 0]
+    assert est.K[0, 0] == pytest.approx(f_true, rel=0.2)  # short baselines at 160x96 constrain f loosely
+    assert est.reproj_error < 1.5
+
+
+def test_motion_report_on_a_translating_camera(handheld):
+    flows = compute_flows(handheld.rgb, [(0, 12), (8, 20), (12, 0), (20, 8)])
+    report = analyse_motion(flows[:2], flows[2:])
+    assert report.kind == "general" and report.parallax_px > 1.5
+
+
+def _texture(h=120, w=160, seed=0):
+    rng = np.random.default_rng(seed)
+    img = cv2.GaussianBlur(rng.random((h, w, 3)).astype(np.float32), (0, 0), 1.5)
+    return (img - img.min()) / (img.max() - img.min())
+
+
+def rotation_clip(n=5, step_deg=0.75, h=120, w=160):
+    """Frames a purely rotating camera sees of a far scene: frame k = frame 0 warped by K R_k^T K^-1."""
+    base = _texture(h, w)
+    K = guess_intrinsics((h, w))
+    c2w = np.tile(np.eye(4), (n, 1, 1))
+    frames = []
+    for k in range(n):
+        c2w[k, :3, :3] = Rotation.from_euler("yx", [k * step_deg, 0.3 * k * step_deg], degrees=True).as_matrix()
+        H = K @ c2w[k, :3, :3].T @ np.linalg.inv(K)
+        frames.append(cv2.warpPerspective(base, H, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+    return np.stack(frames).astype(np.float32), K, c2w
+
+
+def test_rotation_only_camera_is_detected_and_its_rotations_recovered():
+    frames, K, c2w = rotation_clip()
+    fwd = compute_flows(frames, [(i, i + 1) for i in range(len(frames) - 1)])
+    wide = compute_flows(frames, [(0, 4), (1, 4), (4, 0), (4, 1)])
+    report = analyse_motion(wide[:2], wide[2:])
+    assert report.kind == "rotation" and report.flow_px > 2
+    est = rotation_only_poses(fwd, K)
+    for e, g in zip(est, c2w):
+        err = Rotation.from_matrix(e[:3, :3].T @ g[:3, :3]).magnitude()
+        assert np.degrees(err) < 0.2
+    assert np.abs(est[:, :3, 3]).max() == 0
+
+
+def test_static_camera_is_detected():
+    frames = np.repeat(_texture()[None], 4, 0)
+    frames[2, 40:60, 50:70] = frames[2, 40:60, 60:80]  # something moves; the camera does not
+    report = analyse_motion(compute_flows(frames, [(0, 3), (0, 2)]))  # without reverse flows: every pixel
+    assert report.kind == "static" and report.flow_px < 0.5
+
+
+def test_nearest_rotation_removes_scale_and_noise():
+    rot = Rotation.from_rotvec([0.1, 0.2, -0.1]).as_matrix()
+    noisy = 3.0 * rot + 1e-3 * np.random.default_rng(0).normal(size=(3, 3))
+    out = nearest_rotation(noisy)
+    assert np.allclose(out @ out.T, np.eye(3)) and np.linalg.det(out) == pytest.approx(1.0)
+    assert np.degrees(Rotation.from_matrix(out.T @ rot).magnitude()) < 0.1

@@ -1,0 +1,196 @@
+"""Mask editing: clicks -> mask on one frame -> propagation, with the GrabCut backend (real quality) and a
+tiny random SAM (API behaviour only: its masks are meaningless)."""
+import cv2
+import numpy as np
+import pytest
+import torch
+from mask_fixtures import mean_iou, static_blob, toy_clip
+
+from pgdvs.errors import InputError
+from pgdvs.reconstruct.mask_edit import MaskEditor, move_points
+from pgdvs.reconstruct.segmenters import ClassicalSegmenter, SamSegmenter, interior_point, iou
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return toy_clip()
+
+
+@pytest.fixture(scope="module")
+def tiny_sam():
+    from pgdvs.hub.loaders import build_sam_tiny
+
+    torch.manual_seed(0)
+    return build_sam_tiny().eval()
+
+
+@pytest.fixture
+def set_image_calls(monkeypatch):
+    """Records every image SamPredictor.set_image receives."""
+    from segment_anything import SamPredictor
+
+    calls = []
+    original = SamPredictor.set_image
+
+    def spy(self, image, image_format="RGB"):
+        calls.append(image.copy())
+        return original(self, image, image_format)
+
+    monkeypatch.setattr(SamPredictor, "set_image", spy)
+    return calls
+
+
+def _editor(clip, masks, segmenter=None):
+    return MaskEditor(clip["frames"], masks, clip["fwd"], clip["bwd"], segmenter or ClassicalSegmenter())
+
+
+# --- classical backend: real quality ---------------------------------------------------------------------
+
+def test_include_click_recovers_missed_object_on_every_frame(clip):
+    gt = clip["mask"]
+    editor = _editor(clip, np.zeros_like(gt))
+    mask = editor.add_point(3, *interior_point(gt[3]), 1)
+    assert iou(mask, gt[3]) > 0.95
+    assert mean_iou(editor.masks, gt) < 0.2  # other frames untouched until propagation
+    out = editor.propagate()
+    assert out.shape == gt.shape and out.dtype == bool
+    assert mean_iou(out, gt) > 0.95
+
+
+def test_exclude_click_removes_false_positive_on_every_frame(clip):
+    gt, blob = clip["mask"], static_blob(clip)
+    auto = gt | blob
+    assert mean_iou(auto, gt) < 0.95
+    editor = _editor(clip, auto)
+    mask = editor.add_point(3, *interior_point(blob[3]), 0)
+    assert not (mask & blob[3]).any() and iou(mask, gt[3]) > 0.99
+    assert mean_iou(editor.propagate(3), gt) > 0.98
+
+
+def test_include_click_on_partial_mask_completes_it(clip):
+    gt = clip["mask"][3]
+    part = gt.copy()
+    part[:, : int(np.nonzero(gt)[1].mean())] = False  # left half missed
+    editor = _editor(clip, np.stack([part] * len(clip["mask"])))
+    assert iou(editor.add_point(3, *interior_point(part), 1), gt) > 0.95 > iou(part, gt) + 0.4
+
+
+def test_propagation_with_estimated_flow(clip):
+    from pgdvs.reconstruct.flow import neighbour_flows
+
+    fwd, bwd = neighbour_flows(clip["frames"])
+    gt = clip["mask"]
+    editor = MaskEditor(clip["frames"], np.zeros_like(gt), fwd, bwd, ClassicalSegmenter())
+    editor.add_point(3, *interior_point(gt[3]), 1)
+    assert mean_iou(editor.propagate(), gt) > 0.9
+
+
+def test_undo_clear_reset(clip):
+    gt, blob = clip["mask"], static_blob(clip)
+    auto = gt | blob
+    editor = _editor(clip, auto)
+    first = editor.add_point(3, *interior_point(blob[3]), 0)
+    editor.add_point(3, 2, 2, 1)  # include a corner of the background
+    assert editor.points(3) == [(*interior_point(blob[3]), 0), (2.0, 2.0, 1)]
+    assert np.array_equal(editor.undo(3), first) and len(editor.points(3)) == 1
+    assert np.array_equal(editor.clear(3), auto[3]) and editor.points(3) == []
+    assert np.array_equal(editor.undo(3), auto[3])  # nothing left to undo
+    editor.add_point(3, *interior_point(blob[3]), 0)
+    editor.propagate()
+    assert not np.array_equal(editor.mask(5), auto[5])
+    assert np.array_equal(editor.reset(5), auto[5])
+    assert np.array_equal(editor.masks[5], auto[5])
+
+
+def test_frames_with_their_own_clicks_keep_them(clip):
+    gt = clip["mask"]
+    editor = _editor(clip, np.zeros_like(gt))
+    editor.add_point(2, *interior_point(gt[2]), 1)
+    own = editor.add_point(6, 1, 1, 0)  # frame 6: the user says "nothing here"
+    assert not own.any()
+    fractions = []
+    editor.propagate(from_frame=2, progress=fractions.append)
+    assert not editor.mask(6).any() and not editor.mask(7).any()  # frame 6's edit carried on to 7
+    assert iou(editor.mask(4), gt[4]) > 0.95
+    assert fractions[-1] == pytest.approx(1.0) and len(fractions) == len(gt) - 1
+
+
+def test_grabcut_failure_falls_back_to_prior_and_disks(clip, monkeypatch):
+    def broken(*args, **kwargs):
+        raise cv2.error("no samples")
+
+    monkeypatch.setattr(cv2, "grabCut", broken)
+    gt = clip["mask"][3]
+    x, y = interior_point(gt)
+    mask = ClassicalSegmenter().segment(3, clip["frames"][3], [[x, y]], [1], np.zeros_like(gt))
+    assert mask[int(y), int(x)] and 0 < mask.sum() < gt.sum()
+
+
+def test_bad_clicks_raise(clip):
+    editor = _editor(clip, clip["mask"])
+    h, w = clip["mask"].shape[1:]
+    with pytest.raises(InputError, match="frame"):
+        editor.add_point(len(clip["mask"]), 1, 1, 1)
+    with pytest.raises(InputError, match="outside"):
+        editor.add_point(0, w, 1, 1)
+    with pytest.raises(InputError, match="labels"):
+        editor.add_point(0, 1, 1, 2)
+    with pytest.raises(InputError, match="flows_fwd"):
+        MaskEditor(clip["frames"], clip["mask"], clip["fwd"][:-1], clip["bwd"], ClassicalSegmenter())
+
+
+def test_move_points_follows_flow_and_drops_leavers(clip):
+    fwd, bwd = (torch.from_numpy(f[2]) for f in (clip["fwd"], clip["bwd"]))
+    x, y = interior_point(clip["mask"][2])
+    h, w = clip["mask"].shape[1:]
+    moved = move_points(np.array([[x, y, 1], [w - 1, 0, 0]], float), fwd, bwd)
+    expect = np.array([x, y]) + clip["fwd"][2][int(y), int(x)]
+    assert len(moved) == 1 and np.allclose(moved[0, :2], expect, atol=1e-3) and moved[0, 2] == 1
+
+
+# --- SAM backend: API behaviour with random weights -----------------------------------------------------
+
+def test_sam_segmenter_caches_embeddings_per_frame(clip, tiny_sam, set_image_calls):
+    seg = SamSegmenter(tiny_sam, cache_size=2)
+    frames, prior = clip["frames"], clip["mask"]
+    for idx in (0, 0, 1, 0, 1):
+        out = seg.segment(idx, frames[idx], [[10, 10]], [1], prior[idx])
+        assert out.shape == prior.shape[1:] and out.dtype == bool
+    assert len(set_image_calls) == 2
+    image = set_image_calls[0]
+    assert image.dtype == np.uint8 and image.shape == frames.shape[1:]
+    assert np.array_equal(image, np.round(frames[0] * 255).astype(np.uint8))  # RGB order, not BGR
+    seg.segment(2, frames[2], [[10, 10]], [1], None)  # evicts frame 0 (LRU, size 2)
+    seg.segment(0, frames[0], [[10, 10]], [1], None)
+    assert len(set_image_calls) == 4
+    seg.segment(1, frames[2], [[10, 10]], [1], None)  # same index, other content: new embedding
+    assert len(set_image_calls) == 5
+
+
+def test_sam_segmenter_prompt_semantics(clip, tiny_sam):
+    seg = SamSegmenter(tiny_sam)
+    frame, prior = clip["frames"][0], clip["mask"][0]
+    assert np.array_equal(seg.segment(0, frame, np.zeros((0, 2)), [], prior), prior)  # no clicks: prior
+    assert seg.segment(0, frame, [[5, 5]], [1], None).dtype == bool
+    excluded = seg.segment(0, frame, [[5, 5]], [0], prior)
+    assert not (excluded & ~prior).any()  # an exclude click never adds
+    included = seg.segment(0, frame, [[5, 5]], [1], prior)
+    assert (included | ~prior).all()  # an include click never removes untouched components
+    snapped = seg.snap(0, frame, prior, min_iou=1.01)  # impossible agreement: unchanged
+    assert np.array_equal(snapped, prior)
+
+
+def test_editor_with_sam(clip, tiny_sam, set_image_calls):
+    gt = clip["mask"]
+    editor = _editor(clip, gt, SamSegmenter(tiny_sam))
+    for x, y, label in ((20, 20, 1), (40, 30, 0), (50, 10, 1)):
+        assert editor.add_point(4, x, y, label).shape == gt.shape[1:]
+    assert len(set_image_calls) == 1  # three clicks, one embedding
+    assert [p[2] for p in editor.points(4)] == [1, 0, 1]
+    editor.undo(4)
+    assert len(editor.points(4)) == 2
+    out = editor.propagate(reprompt_every=3)
+    assert out.shape == gt.shape and out.dtype == bool
+    # re-prompted frames: 4 +- 3 (1, 7) when the clicks survive the flow; never more than those
+    assert 1 <= len(set_image_calls) <= 3
+    assert np.array_equal(editor.clear(4), gt[4])

@@ -1,0 +1,159 @@
+"""reconstruct(): a short synthetic clip end to end, degenerate clips (static camera, pure rotation), the depth
+prior hook, the CLI, and bad inputs that must leave no scene folder behind."""
+import cv2
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from pgdvs.cli import main
+from pgdvs.errors import InputError
+from pgdvs.ingest import Clip
+from pgdvs.reconstruct import pipeline
+from pgdvs.reconstruct.cameras import guess_intrinsics
+from pgdvs.reconstruct.pipeline import STAGES, ReconstructConfig, reconstruct
+from pgdvs.scene import Scene
+
+FAST = ReconstructConfig(depth_prior="none", flow_gaps=(1, 2))
+
+
+def _texture(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    img = cv2.GaussianBlur(rng.random((h, w, 3)).astype(np.float32), (0, 0), 1.5)
+    return (img - img.min()) / (img.max() - img.min())
+
+
+def _clip(frames, name="test"):
+    return Clip(frames.astype(np.float32), 10.0, [f"{i:05d}" for i in range(len(frames))], name)
+
+
+@pytest.fixture(scope="module")
+def handheld():
+    from pgdvs.bench.synthetic import make_scene
+
+    return make_scene("handheld-room", "small")
+
+
+@pytest.fixture(scope="module")
+def reconstructed(handheld, tmp_path_factory):
+    out = tmp_path_factory.mktemp("scenes") / "room"
+    calls = []
+    frames = handheld.rgb[::3]
+    scene = reconstruct(_clip(frames), FAST, progress=lambda *a: calls.append(a), out_dir=out)
+    return scene, out, calls, handheld
+
+
+def test_reconstruct_writes_a_valid_scene_with_report(reconstructed):
+    scene, out, calls, truth = reconstructed
+    n = len(truth.rgb[::3])
+    assert scene.rgb.shape == (n, *truth.hw, 3)
+    assert np.isfinite(scene.depth).all() and (scene.depth > 0).all()
+    loaded = Scene.load(out)
+    np.testing.assert_allclose(loaded.c2w, scene.c2w)
+    assert loaded.meta["motion"]["kind"] == "general"
+    assert loaded.meta["cameras"]["backend"] == "colmap"
+    assert loaded.meta["backends"]["depth"] == "triangulation"
+    assert set(scene.meta["seconds"]) >= set(STAGES)
+    assert isinstance(loaded.meta["notices"], list)
+    # progress: every stage reported, in pipeline order, fractions within [0, 1]
+    stages = [c[0] for c in calls]
+    assert [s for s in STAGES if s in stages] == sorted(set(stages), key=stages.index)
+    assert all(0.0 <= c[1] <= 1.0 for c in calls) and set(STAGES) <= set(stages)
+
+
+def test_reconstructed_geometry_matches_the_truth(reconstructed):
+    from pgdvs.bench.suites.reconstruct import depth_errors, trajectory_errors
+
+    scene, _, _, truth = reconstructed
+    gt_c2w = truth.gt.c2w[::3]
+    extent = np.linalg.norm(np.ptp(gt_c2w[:, :3, 3], axis=0))
+    assert trajectory_errors(scene.c2w, gt_c2w)["ate"] < 0.05 * extent
+    err = depth_errors(scene.depth, truth.gt.depth[::3], ~truth.gt.dyn_mask[::3])
+    assert err["depth_absrel"] < 0.2 and err["depth_delta1"] > 0.7
+
+
+def test_static_camera_clip_is_reported_and_usable():
+    base = _texture(64, 96)
+    frames = np.repeat(base[None], 5, 0)
+    for k in range(5):  # a small square moves; the camera does not
+        frames[k, 20:36, 10 + 8 * k:26 + 8 * k] = 0.9
+    scene = reconstruct(_clip(frames), FAST)
+    assert scene.meta["motion"]["kind"] == "static"
+    np.testing.assert_allclose(scene.c2w, np.tile(np.eye(4), (5, 1, 1)))
+    assert np.isfinite(scene.depth).all() and (scene.depth > 0).all()
+    assert any("does not move" in n for n in scene.meta["notices"])
+    assert any("focal length assumed" in n for n in scene.meta["notices"])
+
+
+def test_rotation_only_clip_gets_rotation_cameras_and_finite_depth():
+    h, w, n = 90, 120, 5
+    base = _texture(h, w, 1)
+    K = guess_intrinsics((h, w))
+    frames, truth = [], []
+    for k in range(n):
+        rot = Rotation.from_euler("y", 0.6 * k, degrees=True).as_matrix()
+        truth.append(rot)
+        frames.append(cv2.warpPerspective(base, K @ rot.T @ np.linalg.inv(K), (w, h), borderMode=cv2.BORDER_REFLECT))
+    scene = reconstruct(_clip(np.stack(frames)), FAST)
+    assert scene.meta["motion"]["kind"] == "rotation"
+    assert scene.meta["cameras"]["backend"].startswith("rotation-only")
+    assert np.abs(scene.c2w[:, :3, 3]).max() == 0
+    for est, rot in zip(scene.c2w, truth):
+        assert np.degrees(Rotation.from_matrix(est[:3, :3].T @ rot).magnitude()) < 0.5  # of 2.4 degrees
+    assert np.isfinite(scene.depth).all() and (scene.depth > 0).all()
+
+
+def test_depth_prior_is_used_when_given():
+    class Estimator:  # pgdvs.hub's DepthEstimator interface: a smooth left-to-right disparity ramp
+        def predict_disparity(self, image):
+            return np.linspace(1, 2, image.shape[1], dtype=np.float32)[None].repeat(image.shape[0], 0)
+
+    frames = np.repeat(_texture(48, 64)[None], 3, 0)
+    config = ReconstructConfig(depth_prior="auto", flow_gaps=(1, 2))
+    scene = reconstruct(_clip(frames), config, depth_model=Estimator())
+    assert scene.meta["backends"]["depth"].startswith("depth-anything")
+    assert np.isfinite(scene.depth).all()
+    # static camera: the prior's shape is kept (nearer on the right, where disparity is larger)
+    assert scene.depth[0, :, -1].mean() < scene.depth[0, :, 0].mean()
+
+
+def test_cli_reconstructs_a_frame_folder(tmp_path, capsys):
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    base = _texture(48, 64, 2)
+    for k in range(4):
+        cv2.imwrite(str(frames_dir / f"{k:03d}.png"), (base[..., ::-1] * 255).astype(np.uint8))
+    out = tmp_path / "scene"
+    assert main(["reconstruct", str(frames_dir), "--out", str(out), "--depth-prior", "none", "--quiet"]) == 0
+    assert Scene.load(out).n_frames == 4
+    assert "wrote" in capsys.readouterr().out
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_bad_inputs_leave_no_scene_folder(tmp_path, capsys):
+    out = tmp_path / "scene"
+    with pytest.raises(InputError, match="no such file"):
+        reconstruct(tmp_path / "missing.mp4", out_dir=out)
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("not a video")
+    with pytest.raises(InputError):
+        reconstruct(not_video, out_dir=out)
+    with pytest.raises(InputError, match="allowed: dis, raft"):
+        reconstruct(not_video, ReconstructConfig(flow="farneback"), out_dir=out)
+    with pytest.raises(InputError, match="N >= 2"):
+        reconstruct(_clip(np.zeros((1, 8, 8, 3))), out_dir=out)
+    assert main(["reconstruct", str(tmp_path / "missing.mp4"), "--out", str(out)]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert _leftovers(tmp_path) == ["notes.mp4"]
+
+
+def test_failure_mid_pipeline_leaves_nothing_behind(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("depth exploded")
+
+    monkeypatch.setattr(pipeline, "consistent_depth", broken)
+    with pytest.raises(RuntimeError):
+        reconstruct(_clip(np.repeat(_texture(32, 48)[None], 3, 0)), FAST, out_dir=tmp_path / "scene")
+    assert _leftovers(tmp_path) == []

@@ -1,0 +1,66 @@
+"""kNN squared distances against brute force, and the original's statistical outlier filter."""
+import numpy as np
+import pytest
+import torch
+
+from pgdvs.render.knn import knn_sqdist, knn_sqdist_reference, outlier_keep_mask
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.parametrize("backend", ["torch", "kdtree"])
+def test_knn_matches_brute_force(backend):
+    gen = torch.Generator().manual_seed(0)
+    pts = torch.rand(700, 3, generator=gen) * 5 + torch.tensor([100.0, -50.0, 3.0])  # offset: cancellation risk
+    pts[5] = pts[6]  # duplicate: a zero distance that is not self
+    got = knn_sqdist(pts, 50, backend=backend, chunk=128)
+    ref = knn_sqdist_reference(pts, 50)
+    assert got.shape == (700, 50)
+    assert torch.equal(got, ref)
+    assert got[5, 0] == 0 and (got[:, 1:] >= got[:, :-1]).all()
+
+
+def test_fewer_points_than_k_pads_with_zero():
+    pts = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [3.0, 0, 0]])
+    d = knn_sqdist(pts, 4)
+    assert d.tolist() == [[1.0, 9.0, 0.0, 0.0], [1.0, 4.0, 0.0, 0.0], [4.0, 9.0, 0.0, 0.0]]
+
+
+def test_outlier_filter_formula():
+    gen = torch.Generator().manual_seed(1)
+    pts = torch.rand(400, 3, generator=gen)
+    pts[:5] += 20.0  # far outliers (a small cluster far away)
+    keep = outlier_keep_mask(pts, 10, 0.1)
+    # independent numpy version: lower median, unbiased std, strict <
+    p = pts.double().numpy()
+    d2 = ((p[:, None] - p[None]) ** 2).sum(-1)
+    m = np.sort(d2, axis=1)[:, 1:11].mean(1)
+    thr = np.sort(m)[(len(m) - 1) // 2] + 0.1 * m.std(ddof=1)
+    assert np.array_equal(keep.numpy(), m < thr)
+    assert not keep[:5].any()
+    assert keep.float().mean() > 0.9  # heavy tail: the std is large and the body survives
+    # without the tail the threshold sits just above the median and drops a large share (reproduced, not fixed)
+    assert 0.4 < outlier_keep_mask(pts[5:], 10, 0.1).float().mean() < 0.7
+
+
+def test_median_factor_keeps_clean_border():
+    u, v = torch.meshgrid(torch.arange(20.0), torch.arange(20.0), indexing="ij")
+    grid = torch.stack([u.flatten(), v.flatten(), torch.zeros(400)], -1) * 0.01
+    flying = torch.tensor([[0.1, 0.1, 1.0], [0.12, 0.1, 1.5]])
+    pts = torch.cat([grid, flying])
+    assert outlier_keep_mask(grid, 50, 0.1).float().mean() < 0.8  # the original cuts the clean grid's border
+    assert outlier_keep_mask(grid, 50, 0.1, median_factor=4.0).all()
+    keep = outlier_keep_mask(pts, 50, 0.1, median_factor=4.0)
+    assert keep[:400].all() and not keep[400:].any()
+
+
+def test_single_point_is_dropped_like_the_original():
+    assert outlier_keep_mask(torch.zeros(1, 3), 50, 0.1).tolist() == [False]  # std of one value is NaN
+
+
+@cuda
+def test_cpu_cuda_parity():
+    gen = torch.Generator().manual_seed(2)
+    pts = torch.rand(3000, 3, generator=gen)
+    assert torch.equal(knn_sqdist(pts, 50), knn_sqdist(pts.cuda(), 50).cpu())
+    assert torch.equal(outlier_keep_mask(pts, 50, 0.1), outlier_keep_mask(pts.cuda(), 50, 0.1).cpu())

@@ -1,0 +1,116 @@
+"""Static layer: masked IBR (own-view reproduction, disocclusion fill, validity), fused point cloud, registry."""
+import numpy as np
+import pytest
+import torch
+
+from pgdvs.bench.metrics import psnr
+from pgdvs.errors import InputError
+from pgdvs.render.config import StaticConfig
+from pgdvs.render.frames import Frames, make_target, nearest_views
+from pgdvs.render.static import (STATIC_RENDERERS, MaskedIBR, StaticLayer, fill_holes_background,
+                                 fuse_static_cloud, make_static_renderer, register_static_renderer)
+from render_fixtures import make_scene, render_view
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_scene(n=6, hw=(60, 80), velocity=0.3)  # the square uncovers all the background it hides
+
+
+@pytest.fixture(scope="module")
+def frames(scene):
+    return Frames.from_scene(scene)
+
+
+def test_nearest_views_by_camera_centre_sorted_by_frame():
+    centers = torch.tensor([[0.0, 0, 0], [5.0, 0, 0], [1.0, 0, 0], [2.0, 0, 0], [1.5, 0, 0]])
+    assert nearest_views(centers, torch.tensor([1.6, 0, 0]), 3).tolist() == [2, 3, 4]
+    assert nearest_views(centers, torch.tensor([0.0, 0, 0]), 10).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_hole_fill_prefers_background():
+    depth = torch.full((9, 40), torch.inf)
+    depth[:, :10], depth[:, 30:] = 1.0, 3.0  # a 20-px gap between a near and a far surface
+    depth[4, 5] = torch.inf  # a crack inside the near surface
+    filled = fill_holes_background(depth, 8)
+    # the disocclusion is filled, mostly with the far (background) depth
+    gap = filled[:, 10:30]
+    assert ((gap == 1.0) | (gap == 3.0)).all() and (gap[:, 10:] == 3.0).all() and (gap == 3.0).float().mean() >= 0.6
+    assert filled[4, 5] == 1.0 and (filled[:, :10] == 1.0).all() and (filled[:, 30:] == 3.0).all()
+    assert torch.isinf(fill_holes_background(depth, 2)[:, 20:24]).all()  # far beyond 2^levels px: left open
+    assert torch.isinf(fill_holes_background(torch.full((4, 4), torch.inf), 8)).all()
+
+
+@pytest.mark.parametrize("i", [0, 3])
+def test_input_camera_at_own_time_reproduces_static_pixels(scene, frames, i):
+    layer = MaskedIBR(frames, StaticConfig()).render(make_target(frames, float(i), scene.c2w[i], scene.K[i]))
+    static = ~scene.dyn_mask[i]
+    assert psnr(layer.rgb.numpy(), scene.rgb[i], static) >= 40
+    assert np.allclose(layer.depth.numpy()[static], scene.depth[i][static], rtol=1e-4)
+
+
+def test_background_behind_the_moving_object_is_filled_from_other_frames(scene, frames):
+    i = 2
+    layer = MaskedIBR(frames, StaticConfig()).render(make_target(frames, float(i), scene.c2w[i], scene.K[i]))
+    background, bg_depth, _, _ = render_view(scene.K[i], scene.c2w[i], i, scene.hw, square=False)
+    hidden = scene.dyn_mask[i]
+    assert psnr(layer.rgb.numpy(), background, hidden) >= 30
+    assert np.allclose(layer.depth.numpy()[hidden], bg_depth[hidden], rtol=1e-3)
+    assert layer.valid.all()
+
+
+def test_novel_view_of_background(scene, frames):
+    c2w = scene.c2w[2].copy()
+    c2w[:3, 3] += (0.03, 0.02, -0.1)
+    layer = MaskedIBR(frames, StaticConfig()).render(make_target(frames, 2.5, c2w, scene.K[0]))
+    background, _, _, _ = render_view(scene.K[0], c2w, 2.5, scene.hw, square=False)
+    valid = layer.valid.numpy()
+    assert valid.mean() > 0.9
+    assert psnr(layer.rgb.numpy(), background, valid) >= 30
+
+
+def test_unseen_pixels_are_invalid(scene, frames):
+    c2w = scene.c2w[0].copy()
+    c2w[0, 3] -= 3.0  # far to the left: part of the view was never seen
+    layer = MaskedIBR(frames, StaticConfig()).render(make_target(frames, 0.0, c2w, scene.K[0]))
+    valid = layer.valid.numpy()
+    assert 0.05 < valid.mean() < 0.95
+    assert not valid[:, 0].any() and layer.rgb.numpy()[~valid].max() == 0
+
+
+def test_fused_cloud_adds_only_uncovered_static_pixels():
+    scene = make_scene(n=4, hw=(30, 40), cam_step=0.0)  # fixed camera: every frame covers the same pixels
+    points, colors = fuse_static_cloud(Frames.from_scene(scene), StaticConfig(geo_remove_outliers=False))
+    # frame 0's static pixels, then static pixels that the square hid in every earlier frame
+    seen = np.logical_or.accumulate(~scene.dyn_mask, axis=0)[-1]
+    assert len(points) == seen.sum() and colors.shape == (len(points), 3)
+
+
+def test_geo_renders_input_view_at_realistic_radius():
+    scene = make_scene(n=3, hw=(120, 160))
+    frames = Frames.from_scene(scene)
+    cfg = StaticConfig(renderer="geo", geo_remove_outliers=False, point_pixel_offset=0.5)
+    layer = make_static_renderer(frames, cfg).render(make_target(frames, 0.0, scene.c2w[0], scene.K[0]))
+    static = ~scene.dyn_mask[0]
+    assert layer.valid.numpy()[static].mean() > 0.99  # radius 0.01 NDC = 0.6 px at 120 px: covers the grid
+    assert psnr(layer.rgb.numpy(), scene.rgb[0], static & layer.valid.numpy()) > 25
+
+
+def test_registry_plugs_in_a_custom_static_renderer(scene, frames):
+    class Grey:
+        def __init__(self, frames, cfg):
+            self.frames = frames
+
+        def render(self, target):
+            h, w = target.hw
+            return StaticLayer(torch.full((h, w, 3), 0.5), torch.ones(h, w), torch.ones(h, w, dtype=torch.bool))
+
+    register_static_renderer("grey-test", Grey)
+    try:
+        layer = make_static_renderer(frames, StaticConfig(renderer="grey-test")).render(
+            make_target(frames, 0.0, scene.c2w[0], scene.K[0]))
+        assert float(layer.rgb.mean()) == 0.5
+    finally:
+        del STATIC_RENDERERS["grey-test"]
+    with pytest.raises(InputError, match="ibr"):
+        make_static_renderer(frames, StaticConfig(renderer="gnt-missing"))
