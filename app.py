@@ -2,6 +2,8 @@
 say otherwise). Works offline on a CPU with the classical backends; learned models switch in once downloaded."""
 import atexit
 import os
+import signal
+import sys
 
 # No analytics or telemetry requests, whatever the environment says.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -17,5 +19,6 @@ hub = ModelHub.default().start()
 demo = build_demo(store, hub)
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run the atexit clean-up on `kill` / Space restarts
     demo.queue(max_size=32, default_concurrency_limit=4)
     demo.launch(ssr_mode=False, max_file_size="500mb")

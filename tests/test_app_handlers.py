@@ -71,12 +71,11 @@ def test_second_job_in_a_session_is_refused(session):
     assert session.busy is None
 
 
-def test_frame_budget_fits_zero_gpu_duration():
-    assert gpu.frame_budget(100, (270, 480), "cuda") == 100
-    fits = gpu.frame_budget(10_000, (1080, 1920), "cuda")
-    spf = gpu.SECONDS_PER_PIXEL["cuda"] * 1080 * 1920
-    assert 2 <= fits < 10_000 and fits * spf + gpu.OVERHEAD_S <= gpu.RENDER_DURATION_S
-    assert gpu.frame_budget(5, (4000, 4000), "cpu", budget_s=1) == 2  # never below 2 frames
+def test_frame_budget_fits_the_gpu_duration():
+    assert gpu.frame_budget(100, seconds_per_frame=0.02, budget_s=gpu.render_budget_s("cuda")) == 100
+    fits = gpu.frame_budget(10_000, seconds_per_frame=0.5, budget_s=gpu.render_budget_s("cuda"))
+    assert fits * 0.5 + gpu.OVERHEAD_S <= gpu.RENDER_DURATION_S and fits == 210
+    assert gpu.frame_budget(5, seconds_per_frame=10.0, budget_s=1.0) == 2  # never below 2 frames
     assert gpu.gpu_task(60)(len) is len  # no `spaces` package here: plain function
 
 
@@ -325,6 +324,15 @@ def test_preview_and_render_write_playable_videos(scene_session, store):
     view = handlers.ingest(again, result.downloads[1])
     assert view.scene_view is not None
     np.testing.assert_array_equal(again.scene.dyn_mask, scene_session.scene.dyn_mask)
+
+
+def test_render_is_shortened_to_the_time_budget(scene_session, monkeypatch):
+    monkeypatch.setattr(gpu, "CPU_RENDER_BUDGET_S", 1e-6)
+    result = handlers.render(scene_session, "orbit", {"frames": 6, "fps": 12})
+    assert result.info.startswith("2 frames") and "4 fps" in result.info  # 12 fps x 2/6: same duration
+    assert any("shortened to 2 of 6 frames" in n for n in result.notices)
+    with av.open(str(result.video)) as c:
+        assert c.streams.video[0].frames == 2 and float(c.streams.video[0].average_rate) == 4
 
 
 def test_render_twice_is_refused_while_the_first_runs(scene_session):

@@ -63,17 +63,19 @@ def build_demo(store: SessionStore, hub=None) -> gr.Blocks:
                 reconstruct_btn = gr.Button("Reconstruct", variant="primary", interactive=False,
                                             elem_id="reconstruct")
                 stage_log = gr.Markdown(elem_id="stage_log")
-            with gr.Column(scale=3):
+            with gr.Column(scale=2):
                 with gr.Tabs():
                     with gr.Tab("Dynamic masks"):
-                        overlays = gr.Gallery(label="Frames with dynamic-mask overlay", columns=4, height=260,
+                        overlays = gr.Gallery(label="Frames with dynamic-mask overlay", columns=4, height=300,
                                               elem_id="overlays")
                     with gr.Tab("Depth"):
-                        depth_img = gr.Image(label="Middle frame and its depth", interactive=False)
+                        depth_img = gr.Image(label="Middle frame and its depth", interactive=False, height=300)
                     with gr.Tab("Cameras"):
-                        traj_img = gr.Image(label="Camera trajectory", interactive=False)
-                    with gr.Tab("Point cloud"):
-                        points = gr.Model3D(label="Static points", display_mode="point_cloud", height=320)
+                        traj_img = gr.Image(label="Camera trajectory", interactive=False, height=300)
+            with gr.Column(scale=2):
+                # not in a tab: the 3D viewer does not start while its tab is hidden
+                points = gr.Model3D(label="Static point cloud (drag to orbit)", display_mode="point_cloud",
+                                    height=360, elem_id="points")
 
         gr.Markdown("## 3 · Masks")
         with gr.Row():
@@ -164,13 +166,13 @@ def build_demo(store: SessionStore, hub=None) -> gr.Blocks:
             return scene_updates(view, session)
 
         clip_outputs = [clip_video, clip_info, reconstruct_btn, *scene_outputs]
-        upload.upload(on_upload, [upload, max_frames, max_side], clip_outputs, api_name="ingest",
-                      concurrency_id="heavy", concurrency_limit=HEAVY_JOBS)
-        use_example.click(on_example, [example, max_frames, max_side], clip_outputs, api_name="load_example",
-                          concurrency_id="heavy", concurrency_limit=HEAVY_JOBS)
+        heavy = dict(concurrency_id="heavy", concurrency_limit=HEAVY_JOBS)
+        upload_event = upload.upload(on_upload, [upload, max_frames, max_side], clip_outputs, api_name="ingest",
+                                     **heavy)
+        example_event = use_example.click(on_example, [example, max_frames, max_side], clip_outputs,
+                                          api_name="load_example", **heavy)
         recon_event = reconstruct_btn.click(on_reconstruct, None, scene_outputs, api_name="reconstruct",
-                                            concurrency_id="heavy", concurrency_limit=HEAVY_JOBS,
-                                            trigger_mode="once")
+                                            trigger_mode="once", **heavy)
 
         # --- step 3: masks
         def mask_out(view):
@@ -217,8 +219,7 @@ def build_demo(store: SessionStore, hub=None) -> gr.Blocks:
         seg_btn.click(on_segment, [seg_frame, seg_x, seg_y, seg_label], api_name="segment", **mask_io)
         for button, action in ((undo_btn, "undo"), (clear_btn, "clear"), (reset_btn, "reset")):
             button.click(on_edit(action), [frame], api_name=action, **mask_io)
-        apply_btn.click(on_apply, None, [strip, accept_row], api_name="propagate", concurrency_id="heavy",
-                        concurrency_limit=HEAVY_JOBS, trigger_mode="once")
+        apply_btn.click(on_apply, None, [strip, accept_row], api_name="propagate", trigger_mode="once", **heavy)
         accept_btn.click(on_accept, None, scene_outputs, api_name="accept")
         discard_btn.click(on_discard, [frame], [strip, accept_row, mask_image, mask_info], api_name="discard")
 
@@ -251,12 +252,13 @@ def build_demo(store: SessionStore, hub=None) -> gr.Blocks:
                           concurrency_limit=4)
         preset_event = preset.input(on_preset, [preset], [preset_md, *sliders], api_name="select_preset")
         preset_event.then(on_preview, api_name="preview", **preview_io)
-        recon_event.success(on_preset, [preset], [preset_md, *sliders], api_visibility="private").then(
-            on_preview, api_visibility="private", **preview_io)
+        for event in (recon_event, upload_event, example_event):  # a new scene: path settings fit it
+            event.success(on_preset, [preset], [preset_md, *sliders], api_visibility="private").then(
+                on_preview, api_visibility="private", **preview_io)
         for slider in sliders:
             slider.release(on_preview, api_visibility="private", **preview_io)
         render_btn.click(on_render, [preset, *sliders], [video, render_info, downloads], api_name="render",
-                         concurrency_id="heavy", concurrency_limit=HEAVY_JOBS, trigger_mode="once")
+                         trigger_mode="once", **heavy)
 
         if hub is not None:  # refresh until every model is ready or given up on
             timer = gr.Timer(5.0)

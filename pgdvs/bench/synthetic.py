@@ -8,6 +8,10 @@
 Scenes are analytic (see :mod:`synthetic_raycast`, :mod:`synthetic_layouts`): depth, dynamic mask, cameras and
 flow are exact at integer pixel centres; RGB is Lambertian, mip-filtered and anti-aliased at boundaries.
 Names are ``"<protocol>-<layout>"``, e.g. ``"rig-room"``. Time is a (fractional) frame index t in [0, N-1].
+
+    scene = make_scene("handheld-room", "small")            # Scene with gt (cameras, depth, masks, eval views)
+    scenes = load_suite("rig", "bench", cache_dir)           # SCENES["rig"], cached on disk
+    gt = render_gt("rig-room", "small", 0, 7.5, c2w, K, hw)  # any camera, any time
 """
 from __future__ import annotations
 
@@ -142,7 +146,8 @@ def _render(world: World, n_frames: int, t: float, c2w: np.ndarray, K: np.ndarra
                  torch.from_numpy(c2w).float(), tuple(hw), only=None if under is None else world.dynamic_ids,
                  under=under)
     hits = out["hits"]
-    return {"rgb": out["rgb"], "depth": hits["depth"].reshape(hw), "dyn_mask": world.dynamic[hits["prim"]].reshape(hw),
+    dyn_mask = world.dynamic.index_select(0, hits["prim"]).reshape(hw)
+    return {"rgb": out["rgb"], "depth": hits["depth"].reshape(hw), "dyn_mask": dyn_mask,
             "prim": hits["prim"], "local": hits["local"], "world": hits["world"]}
 
 
@@ -165,10 +170,11 @@ def _track(world: World, n_frames: int, view: dict, t: float) -> torch.Tensor:
     """World positions at time t of the surface points seen in ``view`` (its ``prim``, ``local``, ``world``
     per pixel, flattened). Static points stay where they were hit. -> (P, 3) float32."""
     pts = view["world"].clone()
-    dyn = world.dynamic[view["prim"]].nonzero()[:, 0]
+    dyn = world.dynamic.index_select(0, view["prim"]).nonzero()[:, 0]
     if len(dyn):
-        A = world.transforms(t / (n_frames - 1))[view["prim"][dyn]]
-        pts[dyn] = (A[:, :3, :3] @ view["local"][dyn, :, None])[:, :, 0] + A[:, :3, 3]
+        A = world.transforms(t / (n_frames - 1)).index_select(0, view["prim"].index_select(0, dyn))
+        moved = (A[:, :3, :3] @ view["local"].index_select(0, dyn)[:, :, None])[:, :, 0] + A[:, :3, 3]
+        pts.index_copy_(0, dyn, moved)
     return pts
 
 
@@ -186,18 +192,19 @@ def _covisible(world: World, n_frames: int, view: dict, frame_depths: list[torch
     it projects inside frame j at time j and its depth there agrees with frame j's depth within ``rtol``."""
     h, w = view["depth"].shape
     covis = torch.zeros(h * w, dtype=torch.bool)
-    # far-apart frames first, so that most pixels are settled after a few
+    todo = {"idx": torch.arange(h * w), **{k: view[k] for k in ("prim", "local", "world")}}
+    # far-apart frames first, so that most pixels are settled after a few; the rest shrinks as it goes
     for j in [*range(0, len(frame_depths), 6), *(j for j in range(len(frame_depths)) if j % 6)]:
-        todo = (~covis).nonzero()[:, 0]
-        if not len(todo):
+        if not len(todo["idx"]):
             break
-        sub = {k: view[k][todo] for k in ("prim", "local", "world")}
-        uv, z = project_points(_track(world, n_frames, sub, float(j)), torch.from_numpy(K[j]).float(),
+        uv, z = project_points(_track(world, n_frames, todo, float(j)), torch.from_numpy(K[j]).float(),
                                torch.from_numpy(c2w[j]).float())
         px = uv.round().long().clamp(min=0)
-        seen = frame_depths[j][px[:, 1].clamp(max=h - 1), px[:, 0].clamp(max=w - 1)]
+        flat = px[:, 1].clamp(max=h - 1) * w + px[:, 0].clamp(max=w - 1)
+        seen = frame_depths[j].reshape(-1).index_select(0, flat)
         ok = in_image(uv, h, w) & (z > 0) & ((seen - z).abs() <= rtol * z)
-        covis[todo[ok]] = True
+        covis[todo["idx"][ok]] = True
+        todo = {k: v[~ok] for k, v in todo.items()}
     return covis.reshape(h, w).numpy()
 
 
@@ -239,7 +246,8 @@ def make_scene(name: str, size: str = "small", seed: int = 0, camera: str = "def
     K = np.repeat(K1[None], n, 0)
     times, cam_ids, eval_c2w = _eval_plan(protocol, world, n, EVAL_TIMES[protocol][size])
     m = len(times)
-    rgb, depth, dyn = np.zeros((n + m, h, w, 3), np.float32), np.zeros((n + m, h, w), np.float32), np.zeros((n + m, h, w), bool)
+    rgb = np.zeros((n + m, h, w, 3), np.float32)
+    depth, dyn = np.zeros((n + m, h, w), np.float32), np.zeros((n + m, h, w), bool)
     flow_fwd, flow_bwd = np.zeros((2, n - 1, h, w, 2), np.float32)
     covis = np.zeros((m, h, w), bool) if protocol == "handheld" else None
     frame_depths, prev = [], None
@@ -288,9 +296,9 @@ def track_points(name: str, size: str, seed: int, t: float, c2w: np.ndarray, K: 
     ``t_to`` (exact motion, any fractional times). -> (H, W, 3) float32 world positions."""
     _, layout = parse_name(name)
     n = _size(size)[0]
-    for time in (t, t_to):
-        if not 0 <= time <= n - 1:
-            raise InputError(f"track_points: time {time} is outside [0, {n - 1}] for size {size!r}")
+    for when in (t, t_to):
+        if not 0 <= when <= n - 1:
+            raise InputError(f"track_points: time {when} is outside [0, {n - 1}] for size {size!r}")
     world = _world(layout, int(seed))
     view = _render(world, n, float(t), np.asarray(c2w, np.float64), np.asarray(K, np.float64), tuple(hw))
     return _track(world, n, view, float(t_to)).reshape(*hw, 3).numpy()

@@ -18,12 +18,14 @@ LAYOUTS = ("room", "garden", "studio", "hall")
 
 
 def T(x, y, z):
+    """Translation (4x4)."""
     m = np.eye(4)
     m[:3, 3] = (x, y, z)
     return m
 
 
 def S(x, y=None, z=None):
+    """Scale (4x4); one argument scales uniformly."""
     return np.diag([x, x if y is None else y, x if z is None else z, 1.0])
 
 
@@ -37,6 +39,7 @@ def R(axis: str, angle: float):
 
 
 def fixed(matrix: np.ndarray) -> Callable[[float], np.ndarray]:
+    """Pose of a static primitive."""
     return lambda tau: matrix
 
 
@@ -97,7 +100,8 @@ def _room(center, half, faces, tile) -> PrimSpec:
 def _arm(base, length, phase, speed, textures, tile=0.4) -> list[PrimSpec]:
     """Two-segment articulated arm in the x-y plane: shoulder at ``base`` and an elbow, both swinging."""
     def shoulder(tau):
-        return T(*base) @ R("y", 0.5 * np.sin(2 * np.pi * speed * tau)) @ R("z", 0.6 * np.sin(2 * np.pi * speed * tau + phase))
+        w = 2 * np.pi * speed * tau
+        return T(*base) @ R("y", 0.5 * np.sin(w)) @ R("z", 0.6 * np.sin(w + phase))
 
     def elbow(tau):
         return shoulder(tau) @ T(0, length, 0) @ R("z", 0.9 * np.sin(2 * np.pi * speed * tau + phase + 1.2) - 0.4)
@@ -138,14 +142,16 @@ def _tumble(path, size, spin, textures, shape="box", tile=0.5) -> PrimSpec:
 def _room_layout(rng):
     j = lambda: rng.uniform(-0.1, 0.1)  # noqa: E731 - small seeded jitter of static positions
     prims = [
-        _room((0, 1.5, 2.5), (4, 1.5, 6.5), ["brick:0.9,0.6,0.5", "coffee", "wood", "noise", "gravel", "astronaut"], 1.5),
+        _room((0, 1.5, 2.5), (4, 1.5, 6.5),
+              ["brick:0.9,0.6,0.5", "coffee", "wood", "noise", "gravel", "astronaut"], 1.5),
         PrimSpec("box", fixed(T(-1.3 + j(), 0.4, 4.2) @ R("y", 0.35) @ S(0.6, 0.4, 0.45)), ("wood",), 0.8),
         PrimSpec("sphere", fixed(T(-1.2, 0.95, 4.2 + j()) @ S(0.15)), ("chelsea",), 0.3),
         PrimSpec("sphere", fixed(T(1.7 + j(), 0.5, 5.6) @ S(0.5)), ("rocket",), 0.8),
         PrimSpec("cylinder", fixed(T(2.6, 1.5, 7.5 + j()) @ S(0.35, 1.5, 0.35)), ("grass:0.6,0.7,0.9",), 0.7),
         PrimSpec("box", fixed(T(-2.6, 0.6, 7.6) @ R("y", -0.3) @ S(0.6)), ("checker",), 0.6),
         PrimSpec("box", fixed(T(-2.5, 1.5, 7.5) @ R("y", 0.2) @ S(0.3)), ("stripes",), 0.5),
-        _tumble(lambda tau: (-1.0 + 2.0 * tau, 1.0 + 0.25 * np.sin(np.pi * tau), 3.2), 0.28, 0.6, ("immunohistochemistry",)),
+        _tumble(lambda tau: (-1.0 + 2.0 * tau, 1.0 + 0.25 * np.sin(np.pi * tau), 3.2), 0.28, 0.6,
+                ("immunohistochemistry",)),
         _breathing((0.7, 0.75, 4.6), (0.35, 0.55, 0.35), 1.5, ("dots",)),
     ]
     return prims, np.array([0.0, 0.9, 4.5]), 5.5, 1.4
@@ -197,7 +203,8 @@ def _hall_layout(rng):
                                                  "gravel", "coffee"], 1.4),
     ]
     for k, z in enumerate((3.0, 6.5, 10.0, 13.5)):
-        prims.append(PrimSpec("cylinder", fixed(T(-2.6, 1.75, z + j()) @ S(0.25, 1.75, 0.25)), ("moon:1.0,0.9,0.7",), 0.6))
+        prims.append(PrimSpec("cylinder", fixed(T(-2.6, 1.75, z + j()) @ S(0.25, 1.75, 0.25)),
+                              ("moon:1.0,0.9,0.7",), 0.6))
         prims.append(PrimSpec("box", fixed(T(2.5, 0.4 + 0.2 * k, z + 1.0) @ R("y", 0.4 * k) @ S(0.4)),
                               (("wood", "dots", "chelsea", "stripes")[k],), 0.7))
     prims += [

@@ -20,6 +20,9 @@ import torch.nn.functional as F
 SHAPES = ("box", "sphere", "cylinder")
 _EPS = 1e-4
 _INF = float("inf")
+# Texture filter = pixel footprint + this many octaves: colours stay band-limited enough that bilinear
+# resampling between views reproduces them (>= 40 dB, measured ~44-60 dB on the suites).
+MIP_BIAS = 0.75
 # rotated-grid supersampling: 4 rays per boundary pixel, 4 distinct offsets along each image axis
 AA_OFFSETS = torch.tensor([[-0.375, -0.125], [0.125, -0.375], [0.375, 0.125], [-0.125, 0.375]])
 PIXEL_FIELDS = ("depth", "prim", "part", "local", "world")  # per-pixel hit fields a composited render keeps
@@ -29,7 +32,7 @@ _CORNERS = torch.cartesian_prod(*[torch.tensor([-1.0, 1.0])] * 3)
 @dataclass
 class Snapshot:
     """All M primitives at one instant. shapes: M names from SHAPES; A (M, 4, 4) local -> world;
-    tex_ids (M, 6) atlas slice per local face 2 * axis + (sign > 0); tex_scale (M, 3) local -> texture-tile
+    tex_ids (M, 6) atlas texture per local face 2 * axis + (sign > 0); tex_scale (M, 3) local -> texture-tile
     units per axis (fixed, so textures stick to deforming surfaces)."""
 
     shapes: list[str]
@@ -44,9 +47,10 @@ class Snapshot:
 
 @dataclass
 class Look:
-    """Appearance shared by all views: ``atlas`` mip levels (3, T * s_l, s_l) (T square textures stacked
-    vertically, each level half the previous); lights: directions (L, 3) towards the lights (unit), colors (L, 3), ambient (3,); ``eye`` (3,)
-    reference point whose pixel footprint picks the texture filter for every view."""
+    """Appearance shared by all views. ``atlas``: mip levels (3, T * s_l, s_l) of T square textures stacked
+    vertically, each level half the previous; lights: ``directions`` (L, 3) towards the lights (unit),
+    ``colors`` (L, 3), ``ambient`` (3,); ``eye`` (3,) reference point whose pixel footprint picks the texture
+    filter for every view."""
 
     atlas: list[torch.Tensor]
     directions: torch.Tensor
@@ -165,11 +169,16 @@ def _ray_block(uv: torch.Tensor, rect, grid: tuple[int, int, int] | None):
     return None if u1 < u0 or v1 < v0 else (slice(v0, v1 + 1), slice(u0, u1 + 1))
 
 
+def _take(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """t[idx] along dim 0 (index_select: several times faster than advanced indexing on CPU)."""
+    return t.index_select(0, idx)
+
+
 def _get(t: torch.Tensor, block, grid) -> torch.Tensor:
     if isinstance(block, tuple):
         width = grid[2]
         return t.view(-1, width, *t.shape[1:])[block].reshape(-1, *t.shape[1:])
-    return t[block]
+    return t if isinstance(block, slice) else _take(t, block)
 
 
 def _put(t: torch.Tensor, block, grid, value: torch.Tensor):
@@ -177,8 +186,10 @@ def _put(t: torch.Tensor, block, grid, value: torch.Tensor):
         width = grid[2]
         view = t.view(-1, width, *t.shape[1:])[block]
         view.copy_(value.view(view.shape))
+    elif isinstance(block, slice):
+        t.copy_(value)
     else:
-        t[block] = value
+        t.index_copy_(0, block, value)
 
 
 def cast(snap: Snapshot, K: torch.Tensor, c2w: torch.Tensor, uv: torch.Tensor, only=None,
@@ -236,18 +247,21 @@ def sample_atlas(atlas: list[torch.Tensor], tex: torch.Tensor, uv: torch.Tensor,
         return out
     inner = _mirror(uv)
     for lv, idx in _groups(lo, len(atlas)):  # each lookup blends its two nearest levels
-        for k, weight in ((lv, 1 - frac[idx]), (min(lv + 1, len(atlas) - 1), frac[idx])):
+        f, t, u, v = _take(frac, idx), _take(tex, idx).to(uv.dtype), *_take(inner, idx).unbind(1)
+        acc = torch.zeros(len(idx), 3, dtype=uv.dtype)
+        for k, weight in ((lv, 1 - f), (min(lv + 1, len(atlas) - 1), f)):
             size = atlas[k].shape[2]
             # the tile's texel rows are [tex * size, tex * size + size - 1]: bilinear taps never cross tiles
-            rows = tex[idx].to(uv.dtype) * size + inner[idx, 1] * (size - 1)
-            grid = torch.stack([inner[idx, 0] * 2 - 1, rows * (2.0 / (n_tex * size - 1)) - 1], 1)
+            rows = t * size + v * (size - 1)
+            grid = torch.stack([u * 2 - 1, rows * (2.0 / (n_tex * size - 1)) - 1], 1)
             col = F.grid_sample(atlas[k][None], grid[None, None], mode="bilinear", padding_mode="border",
                                 align_corners=True)
-            out[idx] += weight[:, None] * col[0, :, 0].T
+            acc += weight[:, None] * col[0, :, 0].T
+        out.index_copy_(0, idx, acc)
     return out
 
 
-def shade(snap: Snapshot, look: Look, hits: dict, focal: float, mip_bias: float = 1.0) -> torch.Tensor:
+def shade(snap: Snapshot, look: Look, hits: dict, focal: float, mip_bias: float = MIP_BIAS) -> torch.Tensor:
     """Lambertian colour of ``hits`` (from :func:`cast`) -> rgb (P, 3).
 
     Textures are projected triplanar in local coordinates (box faces and cylinder caps use one plane, curved
@@ -255,9 +269,10 @@ def shade(snap: Snapshot, look: Look, hits: dict, focal: float, mip_bias: float 
     reference eye, plus ``mip_bias`` octaves, so that images are band-limited and identical across views."""
     prim = hits["prim"].clamp(min=0)
     p, part = hits["local"], hits["part"]
-    code = torch.tensor([SHAPES.index(sh) for sh in snap.shapes])[prim]
+    code = _take(torch.tensor([SHAPES.index(sh) for sh in snap.shapes]), prim)
     n_l = local_normal(code, p, part)
-    n_w = F.normalize((n_l[:, :, None] * snap.A_inv[:, :3, :3][prim]).sum(1), dim=1)  # inverse-transpose
+    inv_t = _take(snap.A_inv[:, :3, :3].reshape(-1, 9), prim).view(-1, 3, 3)
+    n_w = F.normalize((n_l[:, :, None] * inv_t).sum(1), dim=1)  # normals transform by the inverse-transpose
     to_eye = hits["world"] - look.eye
     dist = to_eye.norm(dim=1).clamp(min=1e-6)
     cos_eye = ((n_w * to_eye).sum(1) / dist).abs().clamp(min=0.3)
@@ -265,19 +280,20 @@ def shade(snap: Snapshot, look: Look, hits: dict, focal: float, mip_bias: float 
     n_w = n_w * -torch.sign((n_w * hits["dirs"]).sum(1))[:, None]  # two-sided: the room is seen from inside
     weights = n_l ** 4
     weights = weights / weights.sum(1, keepdim=True)
-    tex_uv = p * snap.tex_scale[prim]
+    tex_uv = p * _take(snap.tex_scale, prim)
     rays, tex, uv, level, wts = [], [], [], [], []
     for axis in range(3):
         others = [a for a in range(3) if a != axis]
         # texel size (world) of each primitive's texture projected along this axis
         log_texel = torch.log2(snap.tile_size[:, others].mean(1) / look.atlas[0].shape[2])
         idx = (weights[:, axis] > 1e-3).nonzero()[:, 0]
-        pk = prim[idx]
+        pk = _take(prim, idx)
+        face = 2 * axis + (_take(n_l[:, axis], idx) > 0).long()
         rays.append(idx)
-        tex.append(snap.tex_ids[pk, 2 * axis + (n_l[idx, axis] > 0).long()])
-        uv.append(tex_uv[idx][:, others])
-        level.append(log_fp[idx] - log_texel[pk])
-        wts.append(weights[idx, axis])
+        tex.append(_take(snap.tex_ids.reshape(-1), pk * 6 + face))
+        uv.append(_take(tex_uv[:, others], idx))
+        level.append(_take(log_fp, idx) - _take(log_texel, pk))
+        wts.append(_take(weights[:, axis], idx))
     rays = torch.cat(rays)
     col = sample_atlas(look.atlas, torch.cat(tex), torch.cat(uv), torch.cat(level)) * torch.cat(wts)[:, None]
     albedo = torch.zeros_like(p).index_add_(0, rays, col)
@@ -299,7 +315,7 @@ def edge_pixels(ids: torch.Tensor) -> torch.Tensor:
 
 
 def _subset(hits: dict, idx: torch.Tensor) -> dict:
-    return {k: v if k == "origin" else v[idx] for k, v in hits.items()}
+    return {k: v if k == "origin" else _take(v, idx) for k, v in hits.items()}
 
 
 def _merge(front: torch.Tensor, near: dict, far: dict) -> dict:
@@ -328,10 +344,11 @@ def _window(snap: Snapshot, K: torch.Tensor, c2w: torch.Tensor, ids: list[int], 
 
 def render(snap: Snapshot, look: Look, K: torch.Tensor, c2w: torch.Tensor, hw: tuple[int, int],
            only: list[int] | None = None, under: dict | None = None, antialias: bool = True,
-           mip_bias: float = 1.0) -> dict:
+           mip_bias: float = MIP_BIAS) -> dict:
     """Render one view. K (3, 3), c2w (4, 4) -> dict: ``rgb`` (H, W, 3), anti-aliased with the AA_OFFSETS
-    rays on pixels next to a surface boundary (texture interiors are band-limited by mip-mapping instead); ``hits`` per pixel (see :func:`cast`, flattened (H*W, ...)) exact
-    at the pixel centre (integer coordinates); with ``under`` only PIXEL_FIELDS.
+    rays on pixels next to a surface boundary (texture interiors are band-limited by mip-mapping instead);
+    ``hits`` per pixel (see :func:`cast`, flattened to (H*W, ...)), exact at the pixel centre (integer
+    coordinates); with ``under`` only PIXEL_FIELDS.
 
     ``only`` restricts the primitives cast. ``under``, a render of the other primitives from the same camera
     (e.g. the static ones, made once per fixed camera), is composited with them inside the window where they
@@ -343,7 +360,7 @@ def render(snap: Snapshot, look: Look, K: torch.Tensor, c2w: torch.Tensor, hw: t
     else:
         window = _window(snap, K, c2w, list(only), hw)
         if window is None:
-            return {"rgb": under["rgb"], "hits": under["hits"], "hw": hw}
+            return {"rgb": under["rgb"], "hits": under["hits"]}
         u0, v0, u1, v1 = window
     rows, cols = torch.arange(v0, v1 + 1), torch.arange(u0, u1 + 1)
     win = (rows[:, None] * w + cols[None]).reshape(-1)
@@ -358,9 +375,9 @@ def render(snap: Snapshot, look: Look, K: torch.Tensor, c2w: torch.Tensor, hw: t
         below = _subset(under["hits"], win)
         front = hits["depth"] < below["depth"]
         hits = _merge(front, hits, below)
-        rgb = under["rgb"].reshape(-1, 3)[win]
+        rgb = _take(under["rgb"].reshape(-1, 3), win)
         idx = front.nonzero()[:, 0]
-        rgb[idx] = shade(snap, look, _subset(hits, idx), focal, mip_bias)
+        rgb.index_copy_(0, idx, shade(snap, look, _subset(hits, idx), focal, mip_bias))
         near_front = F.max_pool2d(front.reshape(1, 1, wh, ww).float(), 3, 1, 1)[0, 0] > 0
         redo = edge_pixels((hits["prim"] * 8 + hits["part"]).reshape(wh, ww)) & near_front
     redo = redo.reshape(-1)
@@ -371,9 +388,7 @@ def render(snap: Snapshot, look: Look, K: torch.Tensor, c2w: torch.Tensor, hw: t
     if under is not None:  # paste the window into the layer below
         full = {k: under["hits"][k].clone() for k in PIXEL_FIELDS}
         for k in PIXEL_FIELDS:
-            full[k][win] = hits[k]
+            full[k].index_copy_(0, win, hits[k])
         hits = full
-        rgb_full = under["rgb"].reshape(-1, 3).clone()
-        rgb_full[win] = rgb
-        rgb = rgb_full
-    return {"rgb": rgb.reshape(h, w, 3), "hits": hits, "hw": hw}
+        rgb = under["rgb"].reshape(-1, 3).clone().index_copy_(0, win, rgb)
+    return {"rgb": rgb.reshape(h, w, 3), "hits": hits}

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+REFERENCE_SIDE = 480  # the pixel thresholds below hold at this longer image side and scale with it
 STATIC_FLOW_PX = 0.5  # median flow below this over the widest gaps: the camera did not move
 MIN_PARALLAX_PX = 0.5  # homography residual below this: rotation only (or a plane)
 LOW_PARALLAX_PX = 1.5  # below this, depth from triangulation is poorly conditioned
@@ -22,8 +23,8 @@ LOW_PARALLAX_PX = 1.5  # below this, depth from triangulation is poorly conditio
 @dataclass
 class MotionReport:
     """kind: "static" | "rotation" | "low_parallax" | "general"; flow_px: median flow length and parallax_px:
-    median homography residual, both over the sampled pairs (px at the analysed resolution); message: one line
-    for the user."""
+    median homography residual, the largest over the sampled pairs (px at the analysed resolution; the
+    thresholds scale with the image size); message: one line for the user."""
 
     kind: str
     flow_px: float
@@ -73,13 +74,16 @@ def analyse_motion(flows: np.ndarray, back_flows: np.ndarray | None = None, step
             continue
         proj = cv2.perspectiveTransform(src[None], H)[0]
         resid.append(np.median(np.linalg.norm(proj - dst, axis=1)))
+    if not mags and back_flows is not None:  # every pair failed the check: judge from the raw flow instead
+        return analyse_motion(flows, None, step)
     flow_px = float(np.max(mags)) if mags else 0.0
     parallax = float(np.nanmax(resid)) if resid else 0.0
-    if flow_px < STATIC_FLOW_PX:
+    scale = max(flows.shape[1:3]) / REFERENCE_SIDE
+    if flow_px < STATIC_FLOW_PX * scale:
         kind, msg = "static", "the camera does not move: poses are fixed and depth is a smooth guess"
-    elif parallax < MIN_PARALLAX_PX:
+    elif parallax < MIN_PARALLAX_PX * scale:
         kind, msg = "rotation", "the camera only rotates (or films a plane): depth cannot be measured"
-    elif parallax < LOW_PARALLAX_PX:
+    elif parallax < LOW_PARALLAX_PX * scale:
         kind, msg = "low_parallax", "the camera barely translates: depth is poorly constrained"
     else:
         kind, msg = "general", "enough camera translation for multi-view depth"

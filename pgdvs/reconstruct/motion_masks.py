@@ -1,13 +1,14 @@
 """Automatic dynamic masks from motion: what the camera motion cannot explain is moving.
 
 Per frame pair (a, b) the observed flow a->b is compared with the flow a static world would produce:
-- with depth: the rigid flow of depth_a seen from camera b (residual |F_obs - F_rigid| in pixels), and the
-  colour of frame b pulled along the rigid flow (flow bleeds over object borders; colour does not);
+- with depth: the rigid flow of depth_a seen from camera b (residual |F_obs - F_rigid| in pixels);
 - without depth: the distance of the flow endpoint from its epipolar line (blind to motion along the line),
   or, when the camera did not translate, the residual to the rotation homography.
-Votes over both neighbours and several frame gaps (flows composed from the neighbour flows) are averaged on
-pixels where forward and backward flow agree, smoothed over time along the flow, then cleaned: opening,
-closing, hole filling, and connected components under a minimum area dropped.
+A pixel votes "moving" for a pair when its residual exceeds a threshold (scaled with resolution, raised to
+a multiple of the pair's median residual so noisy flow does not flood the mask). Votes over both
+neighbours and several frame gaps (slow objects only show over larger gaps; flows are composed from the
+neighbour flows unless given) are averaged on pixels where forward and backward flow agree, smoothed over
+time along the flow, then cleaned: opening, closing, hole filling, components under a minimum area dropped.
 
 Shapes: frames (N, H, W, 3) float in [0, 1], flows (N-1, H, W, 2) (x, y) between neighbours, K (N, 3, 3),
 c2w (N, 4, 4), depth (N, H, W) or None -> masks (N, H, W) bool, True = dynamic.
@@ -17,75 +18,65 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from ..errors import InputError
 from ..geometry import invert_pose, pixel_grid, project_points, unproject_depth
-from ..warp import backward_warp, flow_consistency, sample_image
+from ..warp import backward_warp, flow_consistency
 
 REFERENCE_SIZE = 480  # pixel thresholds are given at this image size (longest side) and scaled with it
 PAIR_CHUNK = 8  # frame pairs evaluated together (memory ~ 100 MB per chunk at 480 x 270)
 
 
 def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_px: float = 1.5,
-                 photo_threshold: float = 0.03, gaps: tuple[int, ...] = (1, 2), min_area_frac: float = 0.002,
-                 gap_flows: dict | None = None, noise_k: float = 0.0, vote_frac: float = 0.5, fb_tol: float = 1.0, sam_model=None) -> np.ndarray:
+                 noise_factor: float = 3.0, gaps: tuple[int, ...] = (1, 2, 4, 8), vote_frac: float = 0.3,
+                 min_area_frac: float = 0.002, gap_flows: dict | None = None, sam_model=None) -> np.ndarray:
     """Dynamic masks for every frame (shapes in the module doc).
 
-    ``threshold_px``: flow residual at 480 px that counts as motion (scaled with resolution, plus 5 % of
-    the flow length); ``photo_threshold``: mean colour difference under which a static world explains a
-    pixel (depth only); ``gaps``: frame gaps compared; ``min_area_frac``: smallest kept component as a
-    fraction of the image; ``sam_model``: snap the masks to SAM segments (:func:`snap_to_segments`).
+    ``threshold_px``: residual at 480 px that counts as motion (scaled with resolution, plus 5 % of the flow
+    length), raised to ``noise_factor`` x the pair's median residual; ``gaps``: frame gaps compared;
+    ``vote_frac``: fraction of consistent pairs that must vote "moving"; ``min_area_frac``: smallest kept
+    component as a fraction of the image; ``gap_flows``: {gap: (fwd (N-gap, H, W, 2), bwd)} flows computed
+    directly at larger gaps (else composed); ``sam_model``: snap to SAM segments (:func:`snap_to_segments`).
     """
     frames, fwd, bwd, K, c2w, depth = _check_inputs(frames, flows_fwd, flows_bwd, K, c2w, depth)
     n, h, w = frames.shape[:3]
     scale = max(h, w) / REFERENCE_SIZE
     thr = max(threshold_px * scale, 0.5)
-    tol = max(1.0, scale) * fb_tol
-    rgb = torch.as_tensor(frames, dtype=torch.float32).permute(0, 3, 1, 2)
+    tol = max(1.0, scale)
+    grid = pixel_grid(h, w)
     votes, counts = torch.zeros(n, h, w), torch.zeros(n, h, w)
-    static = torch.full((n, h, w), -torch.inf)
     for gap in sorted({g for g in gaps if 0 < g < n}):
-        if gap_flows and gap in gap_flows:
-            flows_ij, flows_ji = (torch.as_tensor(np.asarray(x), dtype=torch.float32) for x in gap_flows[gap])
-        else:
-            flows_ij, flows_ji = compose_flows(fwd, bwd, gap)
+        flows_ij, flows_ji = _gap_flows(gap_flows, gap, fwd, bwd, (n - gap, h, w, 2))
         src = torch.cat([torch.arange(n - gap), torch.arange(gap, n)])
         dst = torch.cat([torch.arange(gap, n), torch.arange(n - gap)])
         f_ab, f_ba = torch.cat([flows_ij, flows_ji]), torch.cat([flows_ji, flows_ij])
         for c in range(0, len(src), PAIR_CHUNK):
             a, b, fab, fba = src[c:c + PAIR_CHUNK], dst[c:c + PAIR_CHUNK], f_ab[c:c + PAIR_CHUNK], f_ba[c:c + PAIR_CHUNK]
             if depth is not None:
-                end = rigid_endpoints(depth[a], K[a], c2w[a], K[b], c2w[b])
-                res = (pixel_grid(h, w) + fab - end).norm(dim=-1)
-                photo = photometric_residual(rgb[a], rgb[b], end)
-                import os
-                mode = os.environ.get("MODE", "rel")
-                if mode == "pair":
-                    res = torch.where(photo > photo_threshold, res, torch.zeros(()))
-                elif mode == "rel":
-                    obs = photometric_residual(rgb[a], rgb[b], pixel_grid(h, w) + fab)
-                    res = torch.where(photo > obs + photo_threshold, res, torch.zeros(()))
-                elif mode == "min":
-                    static.index_reduce_(0, a, -photo, "amax")
+                res = (grid + fab - rigid_endpoints(depth[a], K[a], c2w[a], K[b], c2w[b])).norm(dim=-1)
             else:
                 res = epipolar_residual(fab, K[a], c2w[a], K[b], c2w[b])
             ok = consistent(fab, fba, tol) & torch.isfinite(res)
             noise = torch.stack([r[o].median() if o.any() else torch.zeros(()) for r, o in zip(res, ok)])
-            moving = res > torch.clamp(noise_k * noise, min=thr)[:, None, None] + 0.05 * fab.norm(dim=-1)
+            floor = (noise_factor * noise).clamp(min=thr)[:, None, None]
+            moving = res > floor + 0.05 * fab.norm(dim=-1)  # flow error grows with the flow's length
             votes.index_add_(0, a, (moving & ok).float())
             counts.index_add_(0, a, ok.float())
-    score = votes / counts.clamp(min=1)
-    score[-static <= photo_threshold] = 0
-    score = temporal_smooth(score, counts > 0, fwd, bwd, tol)
-    import os
-    if os.environ.get("SP"):
-        score = torch.from_numpy(np.stack([superpixel_mean(sc, fr, int(os.environ["SP"])) for sc, fr in zip(score.numpy(), frames)]))
+    score = temporal_smooth(votes / counts.clamp(min=1), counts > 0, fwd, bwd, tol)
     masks = np.stack([clean_mask(s > vote_frac, min_area_frac) for s in score.numpy()])
     if sam_model is not None:
         masks = snap_to_segments(masks, frames, sam_model)
     return masks
+
+
+def _gap_flows(gap_flows, gap, fwd, bwd, shape):
+    if gap == 1 or not gap_flows or gap not in gap_flows:
+        return compose_flows(fwd, bwd, gap)
+    out = tuple(torch.as_tensor(np.asarray(f), dtype=torch.float32) for f in gap_flows[gap])
+    if any(tuple(f.shape) != shape for f in out):
+        raise InputError(f"motion_masks: 'gap_flows[{gap}]' must be two arrays of shape {shape}")
+    return out
 
 
 def rigid_endpoints(depth_a: torch.Tensor, K_a: torch.Tensor, c2w_a: torch.Tensor, K_b: torch.Tensor,
@@ -119,14 +110,6 @@ def epipolar_residual(flow: torch.Tensor, K_a: torch.Tensor, c2w_a: torch.Tensor
     proj = grid @ homog.float().transpose(1, 2)
     rot_res = (end - proj[..., :2] / proj[..., 2:].clamp(min=1e-9)).norm(dim=-1)
     return torch.where(still[:, None], rot_res, dist).reshape(bsz, h, w)
-
-
-def photometric_residual(rgb_a: torch.Tensor, rgb_b: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
-    """Colour difference between frame a and frame b sampled at ``end``, mean over channels and a 3x3
-    window. rgb (B, 3, H, W), end (B, H, W, 2) with NaN = nowhere -> (B, H, W); outside frame b it is large."""
-    pulled = sample_image(rgb_b, torch.nan_to_num(end, nan=-1e4))
-    err = (rgb_a - pulled).abs().mean(1, keepdim=True)
-    return F.avg_pool2d(err, 3, stride=1, padding=1, count_include_pad=False)[:, 0]
 
 
 def consistent(flow_ab: torch.Tensor, flow_ba: torch.Tensor, tol: float = 1.0) -> torch.Tensor:
@@ -171,15 +154,6 @@ def temporal_smooth(score: torch.Tensor, known: torch.Tensor, fwd: torch.Tensor,
         total[idx] += torch.where(ok, pulled[..., 0], torch.zeros(()))
         weight[idx] += ok.float()
     return total / weight.clamp(min=1)
-
-
-def superpixel_mean(score, frame, size):
-    from skimage.segmentation import slic
-    h, w = score.shape
-    labels = slic(frame, n_segments=max(1, h * w // (size * size)), compactness=10, start_label=0)
-    sums = np.bincount(labels.ravel(), score.ravel())
-    cnt = np.bincount(labels.ravel())
-    return (sums / np.maximum(cnt, 1))[labels].astype(np.float32)
 
 
 def clean_mask(mask: np.ndarray, min_area_frac: float = 0.002) -> np.ndarray:

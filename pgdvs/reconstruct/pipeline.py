@@ -161,7 +161,7 @@ def reconstruct(source, config: ReconstructConfig | None = None, progress: Progr
                      "depth": "depth-anything + triangulation" if prior is not None else "triangulation",
                      "masks": "motion"},
         "depth_coverage": float(result.coverage.mean()),
-        "reconstruct_config": {k: v for k, v in asdict(config).items()},
+        "reconstruct_config": asdict(config),
         "seconds": timings,
     }
     scene = Scene(rgb=np.clip(frames, 0, 1).astype(np.float32), K=Ks.astype(np.float64), c2w=c2w.astype(np.float64),
