@@ -21,9 +21,11 @@ def _sample(tex: np.ndarray, x: np.ndarray, y: np.ndarray, scale: float) -> np.n
     return cv2.remap(tex, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-def toy_clip(n: int = 8, hw: tuple[int, int] = (72, 96), seed: int = 0, obj_step=(0.12, 0.08)) -> dict:
-    """-> dict(frames (N, H, W, 3) float32, K (N, 3, 3), c2w (N, 4, 4), depth (N, H, W), mask (N, H, W) bool,
-    fwd / bwd (N-1, H, W, 2) exact flows i -> i+1 / i+1 -> i, world (N, H, W, 3))."""
+def toy_clip(n: int = 8, hw: tuple[int, int] = (72, 96), seed: int = 0, obj_step=(0.12, 0.08), cam_step=(0.08, 0.02),
+             yaw_step: float = 0.004) -> dict:
+    """Camera i at (cam_step * i, 0) yawed by yaw_step * i radians; square centre moves by obj_step per frame.
+    -> dict(frames (N, H, W, 3) float32, K (N, 3, 3), c2w (N, 4, 4), depth (N, H, W), mask (N, H, W) bool,
+    fwd / bwd (N-1, H, W, 2) exact flows i -> i+1 / i+1 -> i, world (N, H, W, 3), flow(i, j) -> (H, W, 2))."""
     rng = np.random.default_rng(seed)
     tex_bg, tex_fg = _texture(rng, (1, 1, 1)), _texture(rng, (1.0, 0.55, 0.45))
     h, w = hw
@@ -31,9 +33,9 @@ def toy_clip(n: int = 8, hw: tuple[int, int] = (72, 96), seed: int = 0, obj_step
     c2w = np.tile(np.eye(4), (n, 1, 1))
     centres = np.zeros((n, 3))
     for i in range(n):
-        a = 0.004 * i
+        a = yaw_step * i
         c2w[i, :3, :3] = [[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]
-        c2w[i, :3, 3] = [0.08 * i, 0.02 * i, 0]
+        c2w[i, :3, 3] = [cam_step[0] * i, cam_step[1] * i, 0]
         centres[i] = [-0.6 + obj_step[0] * i, -0.3 + obj_step[1] * i, FG_Z]
     v, u = np.mgrid[0:h, 0:w].astype(np.float64)
     pix = np.stack([u, v, np.ones_like(u)], -1)
@@ -58,7 +60,7 @@ def toy_clip(n: int = 8, hw: tuple[int, int] = (72, 96), seed: int = 0, obj_step
 
     return dict(frames=np.clip(frames, 0, 1), K=np.repeat(K[None], n, 0), c2w=c2w, depth=depth, mask=mask,
                 fwd=np.stack([flow(i, i + 1) for i in range(n - 1)]),
-                bwd=np.stack([flow(i + 1, i) for i in range(n - 1)]), world=world)
+                bwd=np.stack([flow(i + 1, i) for i in range(n - 1)]), world=world, flow=flow)
 
 
 def static_blob(clip: dict, x=(2.5, 3.7), y=(1.0, 2.0)) -> np.ndarray:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -79,13 +80,20 @@ def test_upload_reconstruct_click_render_play(tmp_path):
         # 4 preset, few frames, render, play
         page.locator("#preset input").click()
         page.get_by_role("option", name="orbit", exact=True).click()
-        expect(page.locator("#preset_md")).not_to_be_empty()
+        expect(page.locator("#preset_md")).to_contain_text("Orbit")  # the preset's sliders have arrived
         set_number(page, "path-frames", 4)
         page.locator("#render").click()
         video = page.locator("#result_video video")
         expect(video).to_have_count(1)
         page.wait_for_function("() => { const v = document.querySelector('#result_video video');"
                                " return v && v.readyState >= 2 && v.videoWidth > 0; }")
-        expect(page.locator("#render_info")).to_contain_text("4 frames")
+        expect(page.locator("#render_info")).to_contain_text(re.compile(r"(^|\s)4 frames at 160x90"), timeout=5000)
         page.screenshot(path=str(ARTIFACTS / "4-rendered.png"), full_page=True)
+        assert (session.folder / "render.mp4").is_file()
+
+        page.close()  # closing the tab ends the session: its folder goes
+        deadline = time.monotonic() + 30
+        while session.folder.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not session.folder.exists() and len(store) == 0
         browser.close()

@@ -296,3 +296,6 @@ def test_load_suite_caches_on_disk(tmp_path, monkeypatch, rig):
                        f"rig-room_small_s0_v{synthetic.GENERATOR_VERSION}"]
     np.testing.assert_allclose(second[0].rgb, first[0].rgb, atol=0.5 / 255 + 1e-6)
     np.testing.assert_array_equal(second[0].gt.views.depth, rig.gt.views.depth)
+    # a single scene goes through the same cache folders
+    assert synthetic.load_scene("rig-hall", "small", tmp_path).meta == second[1].meta
+    assert calls == ["rig-room", "rig-hall"]

@@ -14,13 +14,19 @@ OVERHEAD_S = 15.0  # inside a GPU call but outside the frame loop: moving the sc
 CPU_RENDER_BUDGET_S = float(os.environ.get("PGDVS_CPU_RENDER_BUDGET_S", "45"))
 
 
-def on_zero_gpu() -> bool:
+def has_spaces() -> bool:
     return importlib.util.find_spec("spaces") is not None
 
 
+def on_zero_gpu() -> bool:
+    """ZeroGPU Spaces set SPACES_ZERO_GPU=true; the GPU only exists inside ``spaces.GPU`` calls there."""
+    return has_spaces() and os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
+
+
 def gpu_task(duration_s: int):
-    """Decorator: ``spaces.GPU(duration=duration_s)`` on ZeroGPU, the identity elsewhere."""
-    if not on_zero_gpu():
+    """Decorator: ``spaces.GPU(duration=duration_s)`` when ``spaces`` is installed (a no-op off ZeroGPU),
+    the identity otherwise."""
+    if not has_spaces():
         return lambda fn: fn
     import spaces
 

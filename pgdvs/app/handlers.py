@@ -18,7 +18,7 @@ from typing import Callable
 import gradio as gr
 import numpy as np
 
-from ..errors import InputError, PGDVSError, SceneFormatError
+from ..errors import PGDVSError, SceneFormatError
 from ..scene import SCENE_ARRAYS, SCENE_JSON, Scene
 from ..videoio import to_uint8
 from . import gpu, visuals
@@ -104,10 +104,10 @@ def ingest(session: Session, path: str | Path | None, max_frames: int = 60, max_
     path = Path(path)
     if session.busy:
         raise gr.Error(f"{session.busy} is still running; wait for it before loading a new clip.")
-    session.drop_from_clip()
     if path.suffix.lower() == ".zip" and _is_scene_archive(path):
         return _load_scene_archive(session, path)
     clip = load_clip(path, max_frames=int(max_frames), max_side=int(max_side))
+    session.drop_from_clip()  # only now: a failed upload keeps the previous work
     session.clip = clip
     video = _write_video(session.file("clip.mp4"), clip.frames, clip.fps)
     n, h, w = clip.frames.shape[:3]
@@ -133,7 +133,8 @@ def _load_scene_archive(session: Session, path: Path) -> ClipView:
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir()
     with zipfile.ZipFile(path) as zf:
-        members = {Path(m.filename).name: m for m in zf.infolist() if Path(m.filename).name in (SCENE_JSON, SCENE_ARRAYS)}
+        members = {Path(m.filename).name: m for m in zf.infolist()
+                   if Path(m.filename).name in (SCENE_JSON, SCENE_ARRAYS)}
         if len(members) != 2:
             raise SceneFormatError(f"{path.name}: a scene archive needs {SCENE_JSON} and {SCENE_ARRAYS}")
         if sum(m.file_size for m in members.values()) > MAX_SCENE_ARCHIVE_BYTES:
@@ -141,6 +142,7 @@ def _load_scene_archive(session: Session, path: Path) -> ClipView:
         for name, member in members.items():
             (target / name).write_bytes(zf.read(member))
     scene = Scene.load(target)
+    session.drop_from_clip()
     _set_scene(session, scene)
     session.stage_log = ["scene archive loaded: reconstruction skipped"]
     video = _write_video(session.file("clip.mp4"), scene.rgb, scene.meta.get("fps", 24.0))
@@ -252,6 +254,9 @@ def _editor(session: Session, hub=None, segmenter=None):
     from ..reconstruct.mask_edit import MaskEditor
 
     if session.editor is None:
+        if session.scene.flow_fwd is None or session.scene.flow_bwd is None:
+            raise gr.Error("This scene has no optical flow, so its masks cannot be edited: reconstruct the clip "
+                           "instead of uploading this scene.")
         if segmenter is not None:
             label = SEGMENTER_LABELS.get(segmenter.name, segmenter.name)
         else:

@@ -120,8 +120,9 @@ def build_demo(store: SessionStore, hub=None) -> gr.Blocks:
 
         mask_controls = [frame, label, undo_btn, clear_btn, reset_btn, apply_btn]
         path_controls = [preset, render_btn]
+        render_outputs = [video, render_info, downloads]
         scene_outputs = [stage_log, overlays, depth_img, traj_img, points, mask_image, mask_info, frame,
-                         strip, accept_row, *mask_controls, *path_controls]
+                         strip, accept_row, *mask_controls, *path_controls, *render_outputs]
 
         def scene_updates(view, session):
             mask = handlers.show_frame(session, 0)
@@ -131,11 +132,12 @@ def build_demo(store: SessionStore, hub=None) -> gr.Blocks:
                    frame: gr.update(value=0, maximum=view.n_frames - 1, interactive=True),
                    strip: gr.update(visible=False, value=None), accept_row: gr.update(visible=False)}
             out.update({c: gr.update(interactive=True) for c in mask_controls[1:] + path_controls})
+            out.update({video: None, render_info: "", downloads: None})  # renders of an earlier scene
             return out
 
         def cleared_scene():
-            out = {c: None for c in (overlays, depth_img, traj_img, points, mask_image)}
-            out.update({stage_log: "", mask_info: "", strip: gr.update(visible=False, value=None),
+            out = {c: None for c in (overlays, depth_img, traj_img, points, mask_image, video, downloads)}
+            out.update({stage_log: "", mask_info: "", render_info: "", strip: gr.update(visible=False, value=None),
                         accept_row: gr.update(visible=False)})
             out.update({c: gr.update(interactive=False) for c in mask_controls + path_controls})
             return out

@@ -11,6 +11,7 @@ Names are ``"<protocol>-<layout>"``, e.g. ``"rig-room"``. Time is a (fractional)
 
     scene = make_scene("handheld-room", "small")            # Scene with gt (cameras, depth, masks, eval views)
     scenes = load_suite("rig", "bench", cache_dir)           # SCENES["rig"], cached on disk
+    scene = load_scene("rig-hall", "bench", cache_dir)       # one scene through the same cache
     gt = render_gt("rig-room", "small", 0, 7.5, c2w, K, hw)  # any camera, any time
 """
 from __future__ import annotations
@@ -304,6 +305,22 @@ def track_points(name: str, size: str, seed: int, t: float, c2w: np.ndarray, K: 
     return _track(world, n, view, float(t_to)).reshape(*hw, 3).numpy()
 
 
+def cache_path(cache_dir: str | Path, name: str, size: str, seed: int = 0) -> Path:
+    """Scene folder of one generated scene in a cache: keyed by name, size, seed and GENERATOR_VERSION."""
+    return Path(cache_dir) / f"{name}_{size}_s{int(seed)}_v{GENERATOR_VERSION}"
+
+
+def load_scene(name: str, size: str = "small", cache_dir: str | Path | None = None, seed: int = 0) -> Scene:
+    """One scene, read from ``cache_dir`` when there, else generated (and saved there when given)."""
+    path = None if cache_dir is None else cache_path(cache_dir, name, size, seed)
+    if path is not None and path.is_dir():
+        return Scene.load(path)
+    scene = make_scene(name, size, seed)
+    if path is not None:
+        scene.save(path)
+    return scene
+
+
 def load_suite(protocol: str, size: str = "small", cache_dir: str | Path | None = None, seed: int = 0,
                workers: int = 2) -> list[Scene]:
     """All scenes of a protocol (SCENES[protocol]), generated ``workers`` at a time; cached as scene folders
@@ -312,8 +329,7 @@ def load_suite(protocol: str, size: str = "small", cache_dir: str | Path | None 
         raise InputError(f"unknown protocol {protocol!r}; allowed: {', '.join(SCENES)}")
     _size(size)
     names = SCENES[protocol]
-    paths = [None if cache_dir is None else Path(cache_dir) / f"{name}_{size}_s{seed}_v{GENERATOR_VERSION}"
-             for name in names]
+    paths = [None if cache_dir is None else cache_path(cache_dir, name, size, seed) for name in names]
     todo = [name for name, path in zip(names, paths) if path is None or not path.is_dir()]
     with _one_thread(), ThreadPoolExecutor(max(1, workers)) as pool:
         made = dict(zip(todo, pool.map(lambda name: make_scene(name, size, seed), todo)))

@@ -13,6 +13,9 @@ Steps per frame i:
 4. Cross-frame consistency: every neighbour j's solved depth, carried into frame i through the flow and the
    relative pose, joins the candidates of step 2 and the solve is repeated.
 
+Everything runs at a working size (``DepthConfig.work_side``, flows and K rescaled; pixel thresholds hold there)
+and the log-depth is upsampled bilinearly; with a prior, only its smooth correction is upsampled.
+
 Shapes: frames (N, H, W, 3) float32 [0, 1]; K (3, 3); c2w (N, 4, 4); flows (P, H, W, 2) for ``pairs`` (P of (i, j)).
 """
 from __future__ import annotations

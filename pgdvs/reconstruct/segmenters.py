@@ -104,13 +104,14 @@ class SamSegmenter:
 class ClassicalSegmenter:
     """GrabCut seeded by the clicks and the prior, around what the clicks touch.
 
-    Include points are definite foreground disks, exclude points definite background disks; prior
-    components hit by an include point are probable foreground, those hit by an exclude point probable
-    background (so a false positive the user clicks goes unless its colours say otherwise); an include point
-    off the prior starts a probable-foreground disk of radius ``reach`` (fraction of the image size).
-    GrabCut runs on a crop ``reach`` around these seeds; everything farther is background. Fallback
-    when GrabCut cannot run (no foreground or background sample left): the prior minus the excluded
-    components plus the include disks.
+    Include points are definite foreground disks, exclude points definite background disks. The prior
+    component under an exclude point is dropped (with include clicks present it becomes probable
+    background, so GrabCut keeps the parts whose colours match the included object); prior components
+    under an include point are probable foreground, and an include point off the prior starts a
+    probable-foreground disk of radius ``reach`` (fraction of the image size). GrabCut runs on a crop
+    ``reach`` around these seeds; everything farther is background, and cut regions not connected to an
+    include click are dropped. Fallback when GrabCut cannot run (no foreground or background sample): the
+    prior minus the excluded components plus the include disks.
     """
 
     name = "classical"
@@ -177,7 +178,8 @@ def check_prompt(points, labels, hw: tuple[int, int]) -> tuple[np.ndarray, np.nd
     if not np.isin(labels, (0, 1)).all():
         raise InputError(f"segmenter: labels must be 1 (include) or 0 (exclude), got {sorted(set(labels))}")
     h, w = hw
-    bad = ~np.isfinite(points).all(1) | (points[:, 0] < 0) | (points[:, 0] > w - 1) | (points[:, 1] < 0) | (points[:, 1] > h - 1)
+    x, y = points[:, 0], points[:, 1]
+    bad = ~np.isfinite(points).all(1) | (x < 0) | (x > w - 1) | (y < 0) | (y > h - 1)
     if bad.any():
         raise InputError(f"segmenter: point {points[bad][0].tolist()} is outside the {w}x{h} image")
     return points, labels

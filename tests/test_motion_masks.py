@@ -1,0 +1,124 @@
+"""Automatic dynamic masks on a tiny analytic clip with exact geometry (tests/mask_fixtures.py)."""
+import numpy as np
+import pytest
+import torch
+from mask_fixtures import mean_iou, toy_clip
+
+from pgdvs.errors import InputError
+from pgdvs.reconstruct.motion_masks import (clean_mask, compose_flows, epipolar_residual, motion_masks,
+                                            snap_to_segments)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return toy_clip()
+
+
+def _masks(clip, depth=True, flows=None, **kw):
+    fwd, bwd = flows or (clip["fwd"], clip["bwd"])
+    return motion_masks(clip["frames"], fwd, bwd, clip["K"], clip["c2w"], clip["depth"] if depth else None, **kw)
+
+
+def test_exact_geometry_with_depth(clip):
+    masks = _masks(clip)
+    assert masks.shape == clip["mask"].shape and masks.dtype == bool
+    assert mean_iou(masks, clip["mask"]) > 0.97
+
+
+def test_exact_flow_without_depth_uses_epipolar_lines(clip):
+    assert mean_iou(_masks(clip, depth=False), clip["mask"]) > 0.97
+
+
+def test_estimated_flow(clip):
+    from pgdvs.reconstruct.flow import neighbour_flows
+
+    flows = neighbour_flows(clip["frames"])
+    assert mean_iou(_masks(clip, flows=flows), clip["mask"]) > 0.6
+    assert mean_iou(_masks(clip, flows=flows, gaps=(1, 2), vote_frac=0.5), clip["mask"]) > 0.7
+
+
+def test_static_world_gives_empty_masks():
+    still = toy_clip(n=5, obj_step=(0.0, 0.0))
+    masks = motion_masks(still["frames"], still["fwd"], still["bwd"], still["K"], still["c2w"], still["depth"])
+    assert masks.mean() < 0.001
+
+
+@pytest.mark.parametrize("camera", ["static", "rotation"])
+def test_degenerate_cameras_without_depth(camera):
+    """No translation: epipolar lines are undefined; the rotation homography explains a static world."""
+    yaw = 0.0 if camera == "static" else 0.01
+    c = toy_clip(n=5, cam_step=(0.0, 0.0), yaw_step=yaw)
+    masks = motion_masks(c["frames"], c["fwd"], c["bwd"], c["K"], c["c2w"], None)
+    assert np.isfinite(masks).all() and mean_iou(masks, c["mask"]) > 0.95
+
+
+def test_epipolar_residual_is_zero_for_static_points_only(clip):
+    a, b = torch.tensor([2]), torch.tensor([3])
+    K, c2w = torch.from_numpy(clip["K"]), torch.from_numpy(clip["c2w"])
+    res = epipolar_residual(torch.from_numpy(clip["fwd"][2:3]), K[a], c2w[a], K[b], c2w[b])[0].numpy()
+    static, moving = ~clip["mask"][2], clip["mask"][2]
+    assert np.abs(res[static]).max() < 1e-3 and np.median(res[moving]) > 0.5
+
+
+def test_composed_flows_match_direct_flows(clip):
+    fwd, bwd = (torch.from_numpy(clip[k]) for k in ("fwd", "bwd"))
+    f2, b2 = compose_flows(fwd, bwd, 2)
+    assert f2.shape == (len(fwd) - 1, *fwd.shape[1:])
+    static = ~clip["mask"][1] & ~clip["mask"][3]  # away from occlusions
+    err_f = np.linalg.norm(f2[1].numpy() - clip["flow"](1, 3), axis=-1)[static]
+    err_b = np.linalg.norm(b2[1].numpy() - clip["flow"](3, 1), axis=-1)[~clip["mask"][3] & ~clip["mask"][1]]
+    assert np.median(err_f) < 0.01 and np.median(err_b) < 0.01
+
+
+def test_gap_flows_given_directly_are_used(clip):
+    n = len(clip["frames"])
+    direct = {2: (np.stack([clip["flow"](i, i + 2) for i in range(n - 2)]),
+                  np.stack([clip["flow"](i + 2, i) for i in range(n - 2)]))}
+    masks = _masks(clip, gaps=(1, 2), gap_flows=direct)
+    assert mean_iou(masks, clip["mask"]) > 0.97
+    with pytest.raises(InputError, match=r"gap_flows\[2\]"):
+        _masks(clip, gaps=(2,), gap_flows={2: (direct[2][0][:-1], direct[2][1])})
+
+
+def test_thresholds_scale_with_resolution():
+    small, large = toy_clip(n=5, hw=(48, 64)), toy_clip(n=5, hw=(120, 160))
+    for c in (small, large):
+        masks = motion_masks(c["frames"], c["fwd"], c["bwd"], c["K"], c["c2w"], c["depth"])
+        assert mean_iou(masks, c["mask"]) > 0.95
+
+
+def test_clean_mask_keeps_objects_not_speckles():
+    mask = np.zeros((96, 128), bool)
+    mask[20:60, 30:80] = True
+    mask[35:40, 50:55] = False  # a hole
+    mask[80, 100:102] = True  # a speck
+    cleaned = clean_mask(mask)
+    assert cleaned[21:59, 31:79].all() and not cleaned[80].any()
+    assert 0.99 * 40 * 50 < cleaned.sum() <= 40 * 50
+
+
+def test_bad_inputs(clip):
+    f, b, K, c2w, d = clip["fwd"], clip["bwd"], clip["K"], clip["c2w"], clip["depth"]
+    with pytest.raises(InputError, match="flows_fwd"):
+        motion_masks(clip["frames"], f[:-1], b, K, c2w, d)
+    with pytest.raises(InputError, match="depth"):
+        motion_masks(clip["frames"], f, b, K, c2w, d[:, :-1])
+    with pytest.raises(InputError, match="at least 2"):
+        motion_masks(clip["frames"][:1], f[:0], b[:0], K[:1], c2w[:1], d[:1])
+    bad = d.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        motion_masks(clip["frames"], f, b, K, c2w, bad)
+
+
+def test_snap_to_segments_api(clip):
+    from pgdvs.hub.loaders import build_sam_tiny
+
+    torch.manual_seed(0)
+    sam = build_sam_tiny().eval()
+    masks = clip["mask"][:2].copy()
+    masks[1] = False  # frames without a mask need no embedding
+    snapped = snap_to_segments(masks, clip["frames"][:2], sam, min_iou=1.01)  # never agrees: unchanged
+    assert np.array_equal(snapped, masks)
+    snapped = snap_to_segments(masks, clip["frames"][:2], sam, min_iou=0.0)  # always replaced
+    assert snapped.shape == masks.shape and snapped.dtype == bool and not snapped[1].any()
