@@ -65,9 +65,8 @@ def test_upload_reconstruct_click_render_play(tmp_path):
 
         # 3 include point on the moving object (position from the example's sidecar)
         image = page.locator("#mask_image img")
-        image.scroll_into_view_if_needed()
-        box = image.bounding_box()
-        page.mouse.click(box["x"] + target[0] * box["width"], box["y"] + target[1] * box["height"])
+        box = image.bounding_box()  # its size; the click position is taken relative to the element at click time
+        image.click(position={"x": target[0] * box["width"], "y": target[1] * box["height"]})
         expect(page.locator("#mask_info")).to_contain_text("1 point(s)")
         after = dynamic_pixels(page)
         page.screenshot(path=str(ARTIFACTS / "3-clicked.png"), full_page=True)

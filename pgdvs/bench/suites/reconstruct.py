@@ -292,7 +292,8 @@ def add_loo_arguments(parser):
 
 
 def find_clips(folder: Path) -> list[Path]:
-    """Clips in ``folder``: video files, frame folders, or sub-folders holding one video or one frame folder."""
+    """Clips in ``folder``: video files, frame folders, or sub-folders holding a video or a frame folder (one
+    named ``images*`` first: data folders also hold depth maps as images)."""
     def frames_in(d: Path) -> bool:
         return sum(1 for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) >= 2
 
@@ -305,7 +306,9 @@ def find_clips(folder: Path) -> list[Path]:
                 clips.append(entry)
                 continue
             videos = sorted(f for f in entry.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES)
-            subdirs = sorted(d for d in entry.iterdir() if d.is_dir() and frames_in(d))
+            subdirs = sorted((not d.name.startswith("images"), d.name, d) for d in entry.iterdir()
+                             if d.is_dir() and frames_in(d))
+            subdirs = [d for _, _, d in subdirs]
             if videos:
                 clips.append(videos[0])
             elif subdirs:
@@ -353,7 +356,7 @@ def run_loo(args) -> list[dict]:
             preds.append(out.rgb)
             gts.append(scene.rgb[i])
             masks.append(scene.dyn_mask[i])
-        rows.append({"scene": clip.stem if clip.is_file() else clip.name, "protocol": "real-loo",
+        rows.append({"scene": clip.relative_to(data).parts[0], "protocol": "real-loo",
                      "method": "estimated", **view_scores(preds, gts, masks), "seconds": seconds,
                      "frames": n, "held_out": len(held), "motion": scene.meta["motion"]["kind"],
                      "cameras": scene.meta["cameras"]["backend"]})
