@@ -65,6 +65,8 @@ def test_upload_reconstruct_click_render_play(tmp_path):
 
         # 3 include point on the moving object (position from the example's sidecar)
         image = page.locator("#mask_image img")
+        page.wait_for_function("() => { const i = document.querySelector('#mask_image img');"
+                               " return i && i.complete && i.naturalWidth > 0; }")  # clicks map via its size
         box = image.bounding_box()  # its size; the click position is taken relative to the element at click time
         image.click(position={"x": target[0] * box["width"], "y": target[1] * box["height"]})
         expect(page.locator("#mask_info")).to_contain_text("1 point(s)")

@@ -266,6 +266,7 @@ def build_demo(store: SessionStore, hub=None) -> gr.Blocks:
             timer = gr.Timer(5.0)
             timer.tick(lambda: (_backend_text(hub), gr.Timer(active=not hub.wait(0))), None, [backend_md, timer],
                        api_visibility="private", show_progress="hidden")
+
         def end_session(request: gr.Request):
             store.close(request.session_hash)
 

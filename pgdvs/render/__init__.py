@@ -10,7 +10,6 @@ Modules (each one job, torch only, CPU and CUDA):
 - ``points``    PyTorch3D-style point rasteriser (+ reference twin)
 - ``splat``     softmax splatting (+ reference twin)
 - ``knn``       kNN squared distances and statistical outlier removal (+ reference twin)
-- ``camera_ops`` elementwise projection helpers for the hot paths
 - ``cli``       ``python -m pgdvs render``
 
 Nothing heavy is imported here, so ``python -m pgdvs --help`` stays fast.

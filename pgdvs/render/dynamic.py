@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..geometry import pixel_grid
 from ..warp import backward_warp, flow_consistency, sample_image
-from .camera_ops import project, unproject
+from ..geometry import pixel_grid, project_points as project, unproject_pixels as unproject
 from .config import DynamicConfig
 from .frames import Frames, Target, temporal_pair
 from .knn import outlier_keep_mask

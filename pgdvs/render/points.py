@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .camera_ops import project
+from ..geometry import project_points as project
 
 COMPOSITE_EPS = 1e-4
 

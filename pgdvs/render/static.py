@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..geometry import in_image, invert_pose, pixel_grid, unproject_depth
 from ..warp import sample_image
-from .camera_ops import project, transform, unproject
+from ..geometry import (in_image, invert_pose, pixel_grid, project_points as project,
+                        transform_points as transform, unproject_depth, unproject_pixels as unproject)
 from .config import StaticConfig
 from .frames import Frames, Target, nearest_views
 from .knn import outlier_keep_mask

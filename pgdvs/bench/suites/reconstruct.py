@@ -150,7 +150,7 @@ def add_synthetic_arguments(parser):
 def run_synthetic(args) -> list[dict]:
     from ...ingest import Clip
     from ...reconstruct.pipeline import ReconstructConfig, reconstruct
-    from ..synthetic import SCENES
+    from ..synthetic import SCENES, load_scene
 
     protocols = [p for p in str(getattr(args, "protocols", "rig,handheld")).split(",") if p]
     wanted = getattr(args, "scenes", None)
@@ -161,7 +161,7 @@ def run_synthetic(args) -> list[dict]:
             if wanted is not None and name not in wanted:
                 continue
             try:
-                scene = _one_scene(name, args.size, getattr(args, "cache_dir", None))
+                scene = load_scene(name, args.size, getattr(args, "cache_dir", None))
             except PGDVSError as exc:  # a scene that cannot be generated is reported, the others still run
                 rows.append({"scene": name, "protocol": protocol, "method": "estimated", "error": str(exc)})
                 continue
@@ -184,20 +184,6 @@ def run_synthetic(args) -> list[dict]:
                          "motion": est.meta["motion"]["kind"], "cameras": est.meta["cameras"]["backend"]})
     rows += summarise(rows)
     return rows
-
-
-def _one_scene(name: str, size: str, cache_dir):
-    """One synthetic scene, through the same cache folders as ``load_suite``."""
-    from ...scene import Scene
-    from ..synthetic import GENERATOR_VERSION, make_scene
-
-    path = None if cache_dir is None else Path(cache_dir) / f"{name}_{size}_s0_v{GENERATOR_VERSION}"
-    if path is not None and path.is_dir():
-        return Scene.load(path)
-    scene = make_scene(name, size)
-    if path is not None:
-        scene.save(path)
-    return scene
 
 
 # ------------------------------------------------------------------------------------------------ real

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import resource
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -137,26 +136,11 @@ def memory_row(config: str = "default", frames: int = 100, hw=(480, 854)) -> dic
             "peak_rss_mb": peak, "passed": bool(peak < 4096)}
 
 
-def _load(name: str, size: str, cache_dir) -> "Scene":
-    """One synthetic scene, cached in load_suite's layout (``<name>_<size>_s0_v<GENERATOR_VERSION>``), so that
-    a scene the generator rejects does not stop the others."""
-    from ...scene import Scene
-    from ..synthetic import GENERATOR_VERSION, make_scene
-
-    path = None if cache_dir is None else Path(cache_dir) / f"{name}_{size}_s0_v{GENERATOR_VERSION}"
-    if path is not None and path.is_dir():
-        return Scene.load(path)
-    scene = make_scene(name, size)
-    if path is not None:
-        scene.save(path)
-    return scene
-
-
 @register_suite("synthetic-render", "render core on synthetic scenes with oracle geometry: paper vs default "
                 "(quality per region, flicker, speed, memory)", add_arguments=add_arguments)
 def run(args) -> list[dict]:
     from ...errors import InputError
-    from ..synthetic import SCENES
+    from ..synthetic import SCENES, load_scene
 
     methods = [m for m in str(getattr(args, "methods", ",".join(METHODS))).split(",") if m]
     protocols = [p for p in str(getattr(args, "protocols", "rig,handheld")).split(",") if p]
@@ -168,7 +152,7 @@ def run(args) -> list[dict]:
             if wanted is not None and name not in wanted:
                 continue
             try:
-                scene = _load(name, args.size, args.cache_dir)
+                scene = load_scene(name, args.size, args.cache_dir)
             except InputError as exc:
                 rows.append({"scene": name, "protocol": protocol, "method": "-", "error": str(exc)})
                 continue
