@@ -26,11 +26,13 @@ from ..warp import backward_warp, flow_consistency
 
 REFERENCE_SIZE = 480  # pixel thresholds are given at this image size (longest side) and scaled with it
 PAIR_CHUNK = 8  # frame pairs evaluated together (memory ~ 100 MB per chunk at 480 x 270)
+TEXTURE_MIN = 0.02  # mean central-difference gradient (intensity per 2 px) below which a pixel is untextured
+DEPTH_TOLERANCE = 0.03  # relative: a point further than this behind the surface seen in frame b is hidden
 
 
 def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_px: float = 1.5,
-                 noise_factor: float = 3.0, gaps: tuple[int, ...] = (1, 2, 4, 8), vote_frac: float = 0.3,
-                 min_area_frac: float = 0.002, gap_flows: dict | None = None, sam_model=None) -> np.ndarray:
+                 noise_factor: float = 3.0, gaps: tuple[int, ...] = (1, 2, 4, 8), vote_frac: float = 0.2,
+                 min_area_frac: float = 0.002, photo_threshold: float = 0.06, gap_flows: dict | None = None, sam_model=None) -> np.ndarray:
     """Dynamic masks for every frame (shapes in the module doc).
 
     ``threshold_px``: residual at 480 px that counts as motion (scaled with resolution, plus 5 % of the flow
@@ -44,25 +46,33 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
     scale = max(h, w) / REFERENCE_SIZE
     thr = max(threshold_px * scale, 0.5)
     tol = max(1.0, scale)
-    grid = pixel_grid(h, w)
+    radius = max(1, round(scale * 2))
     votes, counts = torch.zeros(n, h, w), torch.zeros(n, h, w)
+    images = torch.as_tensor(frames, dtype=torch.float32).permute(0, 3, 1, 2)
+    textured = local_texture(images, radius) > TEXTURE_MIN
     for gap in sorted({g for g in gaps if 0 < g < n}):
-        flows_ij, flows_ji = _gap_flows(gap_flows, gap, fwd, bwd, (n - gap, h, w, 2))
         src = torch.cat([torch.arange(n - gap), torch.arange(gap, n)])
         dst = torch.cat([torch.arange(gap, n), torch.arange(n - gap)])
-        f_ab, f_ba = torch.cat([flows_ij, flows_ji]), torch.cat([flows_ji, flows_ij])
+        if depth is None:  # only the flow-based test needs flows over the gap
+            flows_ij, flows_ji = _gap_flows(gap_flows, gap, fwd, bwd, (n - gap, h, w, 2))
+            f_ab, f_ba = torch.cat([flows_ij, flows_ji]), torch.cat([flows_ji, flows_ij])
         for c in range(0, len(src), PAIR_CHUNK):
             chunk = slice(c, c + PAIR_CHUNK)
-            a, b, fab, fba = src[chunk], dst[chunk], f_ab[chunk], f_ba[chunk]
+            a, b = src[chunk], dst[chunk]
             if depth is not None:
-                res = (grid + fab - rigid_endpoints(depth[a], K[a], c2w[a], K[b], c2w[b])).norm(dim=-1)
+                residual, seen = photometric_residual(images[a], images[b], depth[a], depth[b], K[a], c2w[a],
+                                                      K[b], c2w[b], radius)
+                moving = residual > photo_threshold
+                # untextured static pixels look the same whatever the motion: no evidence either way
+                ok = seen & (moving | textured[a])
             else:
+                fab, fba = f_ab[chunk], f_ba[chunk]
                 res = epipolar_residual(fab, K[a], c2w[a], K[b], c2w[b])
-            ok = consistent(fab, fba, tol) & torch.isfinite(res)
-            # the pair's typical residual (static pixels dominate), from every 4th pixel each way
-            noise = torch.where(ok, res, torch.nan)[:, ::4, ::4].flatten(1).nanmedian(dim=1).values.nan_to_num(0.0)
-            floor = (noise_factor * noise).clamp(min=thr)[:, None, None]
-            moving = res > floor + 0.05 * fab.norm(dim=-1)  # flow error grows with the flow's length
+                ok = consistent(fab, fba, tol) & torch.isfinite(res)
+                # the pair's typical residual (static pixels dominate), from every 4th pixel each way
+                noise = torch.where(ok, res, torch.nan)[:, ::4, ::4].flatten(1).nanmedian(dim=1).values
+                floor = (noise_factor * noise.nan_to_num(0.0)).clamp(min=thr)[:, None, None]
+                moving = res > floor + 0.05 * fab.norm(dim=-1)  # flow error grows with the flow's length
             votes.index_add_(0, a, (moving & ok).float())
             counts.index_add_(0, a, ok.float())
     score = temporal_smooth(votes / counts.clamp(min=1), counts > 0, fwd, bwd, tol)
@@ -89,6 +99,40 @@ def rigid_endpoints(depth_a: torch.Tensor, K_a: torch.Tensor, c2w_a: torch.Tenso
     pts = unproject_depth(depth_a, K_a.float(), c2w_a.float()).reshape(bsz, -1, 3)
     uv, z = project_points(pts, K_b.float(), c2w_b.float())
     return torch.where(z[..., None] > 0, uv, torch.nan).reshape(bsz, h, w, 2)
+
+
+def photometric_residual(image_a: torch.Tensor, image_b: torch.Tensor, depth_a: torch.Tensor,
+                         depth_b: torch.Tensor, K_a: torch.Tensor, c2w_a: torch.Tensor, K_b: torch.Tensor,
+                         c2w_b: torch.Tensor, radius: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Colour difference between frame a and frame b warped to it by the static-world (rigid) flow, box-filtered
+    over ``radius``; ``seen`` marks pixels whose point lands inside frame b and is not hidden there by a nearer
+    surface of depth_b (occlusions and a moving object covering the spot are no evidence).
+    images (B, 3, H, W), depths (B, H, W), K (B, 3, 3), c2w (B, 4, 4) -> residual (B, H, W), seen (B, H, W) bool."""
+    bsz, h, w = depth_a.shape
+    pts = unproject_depth(depth_a, K_a.float(), c2w_a.float()).reshape(bsz, -1, 3)
+    uv, z = project_points(pts, K_b.float(), c2w_b.float())
+    uv, z = uv.reshape(bsz, h, w, 2), z.reshape(bsz, h, w)
+    flow = torch.where(z[..., None] > 0, uv, torch.nan) - pixel_grid(h, w)
+    inside = (z > 0) & (uv[..., 0] >= 0) & (uv[..., 0] <= w - 1) & (uv[..., 1] >= 0) & (uv[..., 1] <= h - 1)
+    flow = flow.nan_to_num(0.0)
+    nearest_b = -torch.nn.functional.max_pool2d(-depth_b[:, None], 3, 1, 1)  # nearest surface around each pixel
+    seen = inside & (z <= backward_warp(nearest_b, flow)[:, 0] * (1 + DEPTH_TOLERANCE))
+    residual = (image_a - backward_warp(image_b, flow)).abs().mean(1)
+    return _box(residual, radius), seen
+
+
+def local_texture(images: torch.Tensor, radius: int = 1) -> torch.Tensor:
+    """Mean gradient magnitude of the grey image around each pixel. images (N, 3, H, W) -> (N, H, W)."""
+    grey = images.mean(1)
+    grad = torch.zeros_like(grey)
+    gx, gy = grey[:, 1:-1, 2:] - grey[:, 1:-1, :-2], grey[:, 2:, 1:-1] - grey[:, :-2, 1:-1]
+    grad[:, 1:-1, 1:-1] = (gx ** 2 + gy ** 2).sqrt()
+    return _box(grad, radius)
+
+
+def _box(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """(B, H, W) -> (B, H, W) mean over a (2 radius + 1)^2 window (shrunk at the border)."""
+    return torch.nn.functional.avg_pool2d(x[:, None], 2 * radius + 1, 1, radius, count_include_pad=False)[:, 0]
 
 
 def epipolar_residual(flow: torch.Tensor, K_a: torch.Tensor, c2w_a: torch.Tensor, K_b: torch.Tensor,
