@@ -6,7 +6,7 @@ from mask_fixtures import mean_iou, toy_clip
 
 from pgdvs.errors import InputError
 from pgdvs.reconstruct.motion_masks import (clean_mask, compose_flows, epipolar_residual, motion_masks,
-                                            snap_to_segments)
+                                            photometric_residual, snap_to_segments)
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +29,32 @@ def test_exact_flow_without_depth_uses_epipolar_lines(clip):
     assert mean_iou(_masks(clip, depth=False), clip["mask"]) > 0.97
 
 
-def test_estimated_flow(clip):
+def test_dis_flow_with_depth(clip):
+    """DIS flow errs where texture is weak yet passes the forward-backward check; the depth path judges
+    motion photometrically, so it keeps the exact-flow quality (the flow-residual test scored 0.68 here)."""
     from pgdvs.reconstruct.flow import neighbour_flows
 
     flows = neighbour_flows(clip["frames"])
-    assert mean_iou(_masks(clip, flows=flows), clip["mask"]) > 0.6
-    assert mean_iou(_masks(clip, flows=flows, gaps=(1, 2), vote_frac=0.5), clip["mask"]) > 0.7
+    assert mean_iou(_masks(clip, flows=flows), clip["mask"]) > 0.9
+
+
+def test_photometric_residual_sees_motion_and_skips_occlusions(clip):
+    i, j = 2, 4
+    t = {k: torch.from_numpy(np.ascontiguousarray(clip[k])).float() for k in ("frames", "depth", "K", "c2w")}
+    points = torch.from_numpy(clip["world"][[i]]).float()
+    args = [t["frames"][[i]].permute(0, 3, 1, 2), t["frames"][[j]].permute(0, 3, 1, 2), points, t["depth"][[j]],
+            t["K"][[j]], t["c2w"][[j]]]
+    residual, seen = (x[0].numpy() for x in photometric_residual(*args))
+    moving = clip["mask"][i]
+    # background of frame i that the square covers in frame j (found with the exact static flow)
+    end = np.round(np.mgrid[0:72, 0:96][::-1].transpose(1, 2, 0) + clip["flow"](i, j)).astype(int)
+    inside = (end[..., 0] >= 0) & (end[..., 0] < 96) & (end[..., 1] >= 0) & (end[..., 1] < 72)
+    covered = ~moving & inside
+    covered[covered] = clip["mask"][j][end[covered][:, 1], end[covered][:, 0]]
+    assert covered.sum() > 50 and seen[covered].mean() < 0.05
+    static = ~moving & ~covered & seen
+    assert static.mean() > 0.6 and np.percentile(residual[static], 99) < 0.03
+    assert seen[moving].mean() > 0.9 and np.median(residual[moving & seen]) > 0.06
 
 
 def test_static_world_gives_empty_masks():
@@ -74,10 +94,10 @@ def test_gap_flows_given_directly_are_used(clip):
     n = len(clip["frames"])
     direct = {2: (np.stack([clip["flow"](i, i + 2) for i in range(n - 2)]),
                   np.stack([clip["flow"](i + 2, i) for i in range(n - 2)]))}
-    masks = _masks(clip, gaps=(1, 2), gap_flows=direct)
+    masks = _masks(clip, depth=False, gaps=(1, 2), gap_flows=direct)  # the flow test needs them
     assert mean_iou(masks, clip["mask"]) > 0.97
     with pytest.raises(InputError, match=r"gap_flows\[2\]"):
-        _masks(clip, gaps=(2,), gap_flows={2: (direct[2][0][:-1], direct[2][1])})
+        _masks(clip, depth=False, gaps=(2,), gap_flows={2: (direct[2][0][:-1], direct[2][1])})
 
 
 def test_thresholds_scale_with_resolution():

@@ -1,14 +1,17 @@
 """Automatic dynamic masks from motion: what the camera motion cannot explain is moving.
 
-Per frame pair (a, b) the observed flow a->b is compared with the flow a static world would produce:
-- with depth: the rigid flow of depth_a seen from camera b (residual |F_obs - F_rigid| in pixels);
-- without depth: the distance of the flow endpoint from its epipolar line (blind to motion along the line),
-  or, when the camera did not translate, the residual to the rotation homography.
-A pixel votes "moving" for a pair when its residual exceeds a threshold (scaled with resolution, raised to
-a multiple of the pair's median residual so noisy flow does not flood the mask). Votes over both
-neighbours and several frame gaps (slow objects only show over larger gaps; flows are composed from the
-neighbour flows unless given) are averaged on pixels where forward and backward flow agree, smoothed over
-time along the flow, then cleaned: opening, closing, hole filling, components under a minimum area dropped.
+Per frame pair (a, b) a pixel votes "moving" when a static world does not explain what frame b shows:
+- with depth: frame b warped to frame a by the rigid flow of depth_a has another colour (photometric
+  residual). It needs no estimated flow, which (DIS) is wrong in untextured areas while still passing the
+  forward-backward check. Only pixels visible in b (depth_b z-test: occlusions and a moving object covering
+  the spot give no evidence) and either textured or clearly different count;
+- without depth: the observed flow's endpoint is far from its epipolar line (blind to motion along the
+  line), or, when the camera did not translate, from the rotation homography's endpoint; the threshold is
+  scaled with resolution and raised to a multiple of the pair's median residual so noisy flow does not
+  flood the mask; only pixels where forward and backward flow agree count.
+Votes over both neighbours and several frame gaps (slow objects only show over larger gaps; flows are
+composed from the neighbour flows unless given) are averaged, smoothed over time along the flow, then
+cleaned: opening, closing, hole filling, components under a minimum area dropped.
 
 Shapes: frames (N, H, W, 3) float in [0, 1], flows (N-1, H, W, 2) (x, y) between neighbours, K (N, 3, 3),
 c2w (N, 4, 4), depth (N, H, W) or None -> masks (N, H, W) bool, True = dynamic.
@@ -21,7 +24,7 @@ import torch
 from scipy import ndimage
 
 from ..errors import InputError
-from ..geometry import invert_pose, pixel_grid, project_points, unproject_depth
+from ..geometry import in_image, invert_pose, pixel_grid, project_points, unproject_depth
 from ..warp import backward_warp, flow_consistency
 
 REFERENCE_SIZE = 480  # pixel thresholds are given at this image size (longest side) and scaled with it
@@ -32,24 +35,28 @@ DEPTH_TOLERANCE = 0.03  # relative: a point further than this behind the surface
 
 def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_px: float = 1.5,
                  noise_factor: float = 3.0, gaps: tuple[int, ...] = (1, 2, 4, 8), vote_frac: float = 0.2,
-                 min_area_frac: float = 0.002, photo_threshold: float = 0.06, gap_flows: dict | None = None, sam_model=None) -> np.ndarray:
+                 min_area_frac: float = 0.002, gap_flows: dict | None = None, sam_model=None,
+                 photo_threshold: float = 0.045) -> np.ndarray:
     """Dynamic masks for every frame (shapes in the module doc).
 
-    ``threshold_px``: residual at 480 px that counts as motion (scaled with resolution, plus 5 % of the flow
-    length), raised to ``noise_factor`` x the pair's median residual; ``gaps``: frame gaps compared;
-    ``vote_frac``: fraction of consistent pairs that must vote "moving"; ``min_area_frac``: smallest kept
-    component as a fraction of the image; ``gap_flows``: {gap: (fwd (N-gap, H, W, 2), bwd)} flows computed
-    directly at larger gaps (else composed); ``sam_model``: snap to SAM segments (:func:`snap_to_segments`).
+    With depth: ``photo_threshold`` is the mean colour difference (0-1 scale) that counts as motion.
+    Without depth: ``threshold_px`` is the epipolar residual at 480 px that counts as motion (scaled with
+    resolution, plus 5 % of the flow length), raised to ``noise_factor`` x the pair's median residual, and
+    ``gap_flows``: {gap: (fwd (N-gap, H, W, 2), bwd)} flows computed directly at larger gaps (else composed).
+    ``gaps``: frame gaps compared; ``vote_frac``: fraction of pairs with evidence that must vote "moving";
+    ``min_area_frac``: smallest kept component as a fraction of the image; ``sam_model``: snap to SAM
+    segments (:func:`snap_to_segments`).
     """
     frames, fwd, bwd, K, c2w, depth = _check_inputs(frames, flows_fwd, flows_bwd, K, c2w, depth)
     n, h, w = frames.shape[:3]
     scale = max(h, w) / REFERENCE_SIZE
     thr = max(threshold_px * scale, 0.5)
     tol = max(1.0, scale)
-    radius = max(1, round(scale * 2))
     votes, counts = torch.zeros(n, h, w), torch.zeros(n, h, w)
-    images = torch.as_tensor(frames, dtype=torch.float32).permute(0, 3, 1, 2)
-    textured = local_texture(images, radius) > TEXTURE_MIN
+    if depth is not None:
+        images = torch.as_tensor(frames, dtype=torch.float32).permute(0, 3, 1, 2)
+        textured = local_texture(images, max(1, round(scale * 2))) > TEXTURE_MIN
+        points = unproject_depth(depth, K.float(), c2w.float())
     for gap in sorted({g for g in gaps if 0 < g < n}):
         src = torch.cat([torch.arange(n - gap), torch.arange(gap, n)])
         dst = torch.cat([torch.arange(gap, n), torch.arange(n - gap)])
@@ -60,8 +67,7 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
             chunk = slice(c, c + PAIR_CHUNK)
             a, b = src[chunk], dst[chunk]
             if depth is not None:
-                residual, seen = photometric_residual(images[a], images[b], depth[a], depth[b], K[a], c2w[a],
-                                                      K[b], c2w[b], radius)
+                residual, seen = photometric_residual(images[a], images[b], points[a], depth[b], K[b], c2w[b])
                 moving = residual > photo_threshold
                 # untextured static pixels look the same whatever the motion: no evidence either way
                 ok = seen & (moving | textured[a])
@@ -91,48 +97,33 @@ def _gap_flows(gap_flows, gap, fwd, bwd, shape):
     return out
 
 
-def rigid_endpoints(depth_a: torch.Tensor, K_a: torch.Tensor, c2w_a: torch.Tensor, K_b: torch.Tensor,
-                    c2w_b: torch.Tensor) -> torch.Tensor:
-    """Where pixels of camera a land in camera b if the world is static.
-    depth_a (B, H, W), K (B, 3, 3), c2w (B, 4, 4) -> (B, H, W, 2), NaN behind camera b."""
-    bsz, h, w = depth_a.shape
-    pts = unproject_depth(depth_a, K_a.float(), c2w_a.float()).reshape(bsz, -1, 3)
-    uv, z = project_points(pts, K_b.float(), c2w_b.float())
-    return torch.where(z[..., None] > 0, uv, torch.nan).reshape(bsz, h, w, 2)
-
-
-def photometric_residual(image_a: torch.Tensor, image_b: torch.Tensor, depth_a: torch.Tensor,
-                         depth_b: torch.Tensor, K_a: torch.Tensor, c2w_a: torch.Tensor, K_b: torch.Tensor,
-                         c2w_b: torch.Tensor, radius: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Colour difference between frame a and frame b warped to it by the static-world (rigid) flow, box-filtered
-    over ``radius``; ``seen`` marks pixels whose point lands inside frame b and is not hidden there by a nearer
-    surface of depth_b (occlusions and a moving object covering the spot are no evidence).
-    images (B, 3, H, W), depths (B, H, W), K (B, 3, 3), c2w (B, 4, 4) -> residual (B, H, W), seen (B, H, W) bool."""
-    bsz, h, w = depth_a.shape
-    pts = unproject_depth(depth_a, K_a.float(), c2w_a.float()).reshape(bsz, -1, 3)
-    uv, z = project_points(pts, K_b.float(), c2w_b.float())
+def photometric_residual(image_a: torch.Tensor, image_b: torch.Tensor, points_a: torch.Tensor, depth_b: torch.Tensor,
+                         K_b: torch.Tensor, c2w_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean absolute colour difference between frame a and frame b warped to it by the static-world (rigid)
+    flow (not smoothed: that would grow the mask past the object's edge); ``seen`` marks pixels whose point
+    lands inside frame b and is not hidden there by a nearer surface of depth_b (occlusions and a moving
+    object covering the spot are no evidence).
+    images (B, 3, H, W), points_a (B, H, W, 3) world points of frame a's pixels (its depth unprojected),
+    depth_b (B, H, W), K_b (B, 3, 3), c2w_b (B, 4, 4) -> residual (B, H, W), seen (B, H, W) bool."""
+    bsz, h, w = depth_b.shape
+    uv, z = project_points(points_a.reshape(bsz, -1, 3), K_b.float(), c2w_b.float())
     uv, z = uv.reshape(bsz, h, w, 2), z.reshape(bsz, h, w)
-    flow = torch.where(z[..., None] > 0, uv, torch.nan) - pixel_grid(h, w)
-    inside = (z > 0) & (uv[..., 0] >= 0) & (uv[..., 0] <= w - 1) & (uv[..., 1] >= 0) & (uv[..., 1] <= h - 1)
-    flow = flow.nan_to_num(0.0)
+    inside = (z > 0) & in_image(uv, h, w)
+    flow = torch.where(inside[..., None], uv - pixel_grid(h, w), torch.zeros(()))
     nearest_b = -torch.nn.functional.max_pool2d(-depth_b[:, None], 3, 1, 1)  # nearest surface around each pixel
     seen = inside & (z <= backward_warp(nearest_b, flow)[:, 0] * (1 + DEPTH_TOLERANCE))
     residual = (image_a - backward_warp(image_b, flow)).abs().mean(1)
-    return _box(residual, radius), seen
+    return residual, seen
 
 
 def local_texture(images: torch.Tensor, radius: int = 1) -> torch.Tensor:
-    """Mean gradient magnitude of the grey image around each pixel. images (N, 3, H, W) -> (N, H, W)."""
+    """Mean gradient magnitude of the grey image over a (2 radius + 1)^2 window (shrunk at the border).
+    images (N, 3, H, W) -> (N, H, W)."""
     grey = images.mean(1)
     grad = torch.zeros_like(grey)
     gx, gy = grey[:, 1:-1, 2:] - grey[:, 1:-1, :-2], grey[:, 2:, 1:-1] - grey[:, :-2, 1:-1]
     grad[:, 1:-1, 1:-1] = (gx ** 2 + gy ** 2).sqrt()
-    return _box(grad, radius)
-
-
-def _box(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """(B, H, W) -> (B, H, W) mean over a (2 radius + 1)^2 window (shrunk at the border)."""
-    return torch.nn.functional.avg_pool2d(x[:, None], 2 * radius + 1, 1, radius, count_include_pad=False)[:, 0]
+    return torch.nn.functional.avg_pool2d(grad[:, None], 2 * radius + 1, 1, radius, count_include_pad=False)[:, 0]
 
 
 def epipolar_residual(flow: torch.Tensor, K_a: torch.Tensor, c2w_a: torch.Tensor, K_b: torch.Tensor,
