@@ -328,17 +328,6 @@ def load_suite(protocol: str, size: str = "small", cache_dir: str | Path | None 
     if protocol not in SCENES:
         raise InputError(f"unknown protocol {protocol!r}; allowed: {', '.join(SCENES)}")
     _size(size)
-    names = SCENES[protocol]
-    paths = [None if cache_dir is None else cache_path(cache_dir, name, size, seed) for name in names]
-    todo = [name for name, path in zip(names, paths) if path is None or not path.is_dir()]
+    # Each worker generates and saves its own scene, so cache writes overlap with generation.
     with _one_thread(), ThreadPoolExecutor(max(1, workers)) as pool:
-        made = dict(zip(todo, pool.map(lambda name: make_scene(name, size, seed), todo)))
-    scenes = []
-    for name, path in zip(names, paths):
-        if name in made:
-            if path is not None:
-                made[name].save(path)
-            scenes.append(made[name])
-        else:
-            scenes.append(Scene.load(path))
-    return scenes
+        return list(pool.map(lambda name: load_scene(name, size, cache_dir, seed), SCENES[protocol]))
