@@ -157,3 +157,15 @@ def test_failure_mid_pipeline_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         reconstruct(_clip(np.repeat(_texture(32, 48)[None], 3, 0)), FAST, out_dir=tmp_path / "scene")
     assert _leftovers(tmp_path) == []
+
+
+def test_implausible_automatic_masks_are_cleared_with_a_notice():
+    dyn = np.zeros((3, 10, 10), bool)
+    dyn[0, :2] = True  # 20 %: kept
+    dyn[1, :8] = True  # 80 %: a failed estimate
+    notices = []
+    out = pipeline.drop_implausible_masks(dyn, notices)
+    assert out[0].sum() == 20 and not out[1].any() and not out[2].any()
+    assert dyn[1].sum() == 80  # the input is not modified
+    assert len(notices) == 1 and "1 of 3 frames" in notices[0]
+    assert pipeline.drop_implausible_masks(dyn[[0, 2]], notices).sum() == 20 and len(notices) == 1

@@ -33,6 +33,7 @@ STAGES = ("ingest", "flow", "motion", "cameras", "depth", "masks", "refine", "sa
 MIN_REGISTERED = 0.5  # SfM must register at least this fraction of frames, else rotation-only cameras are used
 ROUGH_SCALE = 2 / 3  # the first depth pass works at this fraction of the final working size
 ROUGH_GAPS = (1, 4)  # ... and triangulates only these frame gaps
+MAX_AUTO_DYNAMIC = 0.5  # an automatic mask covering more of a frame than this is a failed estimate, not motion
 
 
 @dataclass
@@ -131,6 +132,7 @@ def reconstruct(source, config: ReconstructConfig | None = None, progress: Progr
     Ks = np.repeat(K[None], n, 0)
     dyn = motion_masks(frames, fwd, bwd, Ks, c2w, rough.depth) if motion.kind != "static" else \
         motion_masks(frames, fwd, bwd, Ks, c2w, None)
+    dyn = drop_implausible_masks(dyn, notices)
     done("masks", f"{dyn.mean() * 100:.1f}% of pixels dynamic")
 
     init = rough.depth
@@ -247,6 +249,19 @@ def _cameras(frames, fwd, motion, config, notices):
     notices.append(assumed)
     return K, rotation_only_poses(fwd, K), {"backend": "rotation-only (homographies)", "registered": 0,
                                             "intrinsics": "assumed"}
+
+
+def drop_implausible_masks(dyn: np.ndarray, notices: list[str]) -> np.ndarray:
+    """Clear automatic masks (N, H, W) bool that cover more than MAX_AUTO_DYNAMIC of their frame: that happens
+    when the camera model does not explain the background (e.g. translation seen as rotation), and such a mask
+    would send the whole frame to the dynamic layer. The user marks the moving objects by clicking instead."""
+    bad = dyn.mean(axis=(1, 2)) > MAX_AUTO_DYNAMIC
+    if bad.any():
+        dyn = dyn.copy()
+        dyn[bad] = False
+        notices.append(f"masks: the automatic mask covered over {MAX_AUTO_DYNAMIC:.0%} of {int(bad.sum())} of "
+                       f"{len(dyn)} frames and was cleared there; click the moving objects to mark them")
+    return dyn
 
 
 def _safe_depth(depth: np.ndarray) -> np.ndarray:
