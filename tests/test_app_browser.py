@@ -26,9 +26,13 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chro
 
 def set_number(page, elem_id: str, value):
     """Type into a slider's number box (what a user does to enter an exact value)."""
+    from playwright.sync_api import expect
+
     box = page.locator(f"#{elem_id} input[type=number]")
     box.fill(str(value))
     box.press("Enter")
+    box.press("Tab")  # blur as well: the value must reach the slider's state before the upload event reads it
+    expect(page.locator(f"#{elem_id} input[type=range]")).to_have_value(str(value))
 
 
 def dynamic_pixels(page) -> int:
