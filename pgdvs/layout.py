@@ -26,6 +26,7 @@ from .atomic import atomic_dir
 from .errors import InputError, SceneFormatError
 from .geometry import rescale_intrinsics
 from .scene import Scene, check_array
+from .videoio import to_uint8
 from .warp import flow_consistency
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -65,7 +66,7 @@ def export_pgdvs_layout(scene: Scene, path: str | Path) -> Path:
     bad = [s for s in stems if not s or "/" in s or "\\" in s or s in (".", "..")]
     if bad or len(set(stems)) != len(stems):
         raise InputError(f"meta.frame_ids must be unique, non-empty file stems; offending: {bad or stems}")
-    rgb8 = np.round(np.clip(scene.rgb, 0, 1) * 255).astype(np.uint8)
+    rgb8 = to_uint8(scene.rgb)
     with atomic_dir(path) as tmp:
         for sub in ("rgbs", "poses", "depths", MASK_DIR):
             (tmp / sub).mkdir(parents=True)

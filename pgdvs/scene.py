@@ -21,6 +21,7 @@ import numpy as np
 
 from .atomic import atomic_dir
 from .errors import SceneFormatError
+from .videoio import to_uint8
 
 SCENE_VERSION = 1
 SCENE_JSON = "scene.json"
@@ -89,7 +90,7 @@ class Scene:
         """Write the scene folder atomically (temp folder + rename). Returns the path."""
         self.validate()
         arrays = _flatten(self)
-        arrays["rgb"] = np.round(np.clip(self.rgb, 0, 1) * 255).astype(np.uint8)
+        arrays["rgb"] = to_uint8(self.rgb)
         info = {"version": SCENE_VERSION, "meta": self.meta, "shapes": {k: list(v.shape) for k, v in arrays.items()}}
         try:
             text = json.dumps(info, indent=1, default=_json_default)

@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
+from ..videoio import to_uint8
+
 DEFAULT_HFOV_DEG = 60.0  # typical phone video; used when SfM cannot constrain the focal length
 
 
@@ -66,7 +68,7 @@ def colmap_poses(frames: np.ndarray, static_mask: np.ndarray | None = None, max_
             d.mkdir()
         names = [f"{i:05d}.png" for i in range(n)]
         for i, name in enumerate(names):
-            bgr = cv2.cvtColor((np.clip(frames[i], 0, 1) * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR)
+            bgr = cv2.cvtColor(to_uint8(frames[i]), cv2.COLOR_RGB2BGR)
             cv2.imwrite(str(image_dir / name), bgr)
             if static_mask is not None:
                 cv2.imwrite(str(mask_dir / f"{name}.png"), static_mask[i].astype(np.uint8) * 255)

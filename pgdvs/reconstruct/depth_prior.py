@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..videoio import to_uint8
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -36,7 +38,7 @@ def predict_disparity(model: torch.nn.Module, frames: np.ndarray, input_size: in
     if hasattr(model, "predict_disparity"):
         out = np.empty((n, h, w), np.float32)
         for i, frame in enumerate(frames):
-            out[i] = np.maximum(model.predict_disparity(np.round(frame * 255).astype(np.uint8)), 0)
+            out[i] = np.maximum(model.predict_disparity(to_uint8(frame)), 0)
             if progress:
                 progress((i + 1) / n)
         return out

@@ -11,12 +11,13 @@ import numpy as np
 import torch
 
 from ..warp import flow_consistency
+from ..videoio import to_uint8
 
 RAFT_ITERATIONS = 32  # the original's setting (raft-things, 32 refinement iterations)
 
 
 def _grey(frame: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(np.round(frame * 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+    return cv2.cvtColor(to_uint8(frame), cv2.COLOR_RGB2GRAY)
 
 
 def dis_flow(frame_a: np.ndarray, frame_b: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..videoio import to_uint8
 
 
 class Segmenter(Protocol):
@@ -164,9 +165,7 @@ def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3:
         raise InputError(f"segmenter: image must be (H, W, 3), got {image.shape}")
-    if image.dtype == np.uint8:
-        return np.ascontiguousarray(image)
-    return np.ascontiguousarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
+    return np.ascontiguousarray(to_uint8(image))
 
 
 def check_prompt(points, labels, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
