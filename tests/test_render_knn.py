@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from pgdvs.render.knn import knn_sqdist, knn_sqdist_reference, outlier_keep_mask
+from pgdvs.render.knn import keep_by_spread, knn_sqdist, knn_sqdist_reference, outlier_keep_mask, window_sqdist
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -64,3 +64,48 @@ def test_cpu_cuda_parity():
     pts = torch.rand(3000, 3, generator=gen)
     assert torch.equal(knn_sqdist(pts, 50), knn_sqdist(pts.cuda(), 50).cpu())
     assert torch.equal(outlier_keep_mask(pts, 50, 0.1), outlier_keep_mask(pts.cuda(), 50, 0.1).cpu())
+
+
+def _plane_cloud(height=30, width=40, spacing=0.01):
+    """Points of a fronto-parallel plane lifted from every pixel of a (height, width) patch in a 60 x 80 image."""
+    rows, cols = torch.meshgrid(torch.arange(10, 10 + height), torch.arange(20, 20 + width), indexing="ij")
+    pix = (rows * 80 + cols).flatten()
+    pts = torch.stack([cols.flatten() * spacing, rows.flatten() * spacing, torch.full((pix.numel(),), 3.0)], -1)
+    return pts, pix
+
+
+def test_window_search_equals_exact_knn_on_a_surface():
+    pts, pix = _plane_cloud()
+    for k in (8, 16, 50):
+        window = torch.sort(window_sqdist(pts, pix, (60, 80), k, radius=4), dim=1).values
+        exact = knn_sqdist(pts, k)
+        inner = ((pix // 80 >= 14) & (pix // 80 < 36) & (pix % 80 >= 24) & (pix % 80 < 56))  # 4 px from the rim
+        assert torch.allclose(window[inner], exact[inner], rtol=1e-5, atol=1e-9)
+
+
+def test_window_search_pads_sparse_neighbourhoods_and_flags_isolated_points():
+    pts, pix = _plane_cloud(height=1, width=5)  # a 5-pixel line: 4 window neighbours at most
+    d2 = window_sqdist(pts, pix, (60, 80), 6, radius=4)
+    assert torch.allclose(d2[0].sort().values, torch.tensor([1, 4, 9, 16, 16, 16.0]) * 1e-4)
+    lone = window_sqdist(torch.tensor([[0.0, 0, 1], [5.0, 5, 5]]), torch.tensor([0, 4000]), (60, 80), 3, radius=2)
+    assert torch.isinf(lone).all()
+
+
+def test_window_filter_drops_flying_pixels_like_the_exact_one():
+    pts, pix = _plane_cloud()
+    flying = torch.tensor([100, 101, 500])
+    pts = pts.clone()
+    pts[flying, 2] = torch.tensor([3.6, 3.9, 4.5])  # depth-edge pixels floating behind the plane
+    exact = outlier_keep_mask(pts, 50, 0.1, median_factor=4.0)
+    window = keep_by_spread(window_sqdist(pts, pix, (60, 80), 50).mean(1), 0.1, median_factor=4.0)
+    assert not window[flying].any() and not exact[flying].any()
+    assert window.sum() >= pts.shape[0] - 3 - 10  # at most a few rim points differ
+
+
+@cuda
+def test_window_search_cpu_cuda_parity():
+    pts, pix = _plane_cloud()
+    pts = pts + torch.rand(pts.shape, generator=torch.Generator().manual_seed(4)) * 0.003
+    cpu = torch.sort(window_sqdist(pts, pix, (60, 80), 50), dim=1).values
+    gpu = torch.sort(window_sqdist(pts.cuda(), pix.cuda(), (60, 80), 50), dim=1).values.cpu()
+    assert torch.allclose(cpu, gpu, rtol=1e-6, atol=1e-12)

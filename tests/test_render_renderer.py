@@ -31,8 +31,9 @@ def test_paper_config_has_the_original_values():
         "softsplat", True, 50, 0.1, 100.0, 1e-3)
     assert (d.point_radius, d.points_per_pixel, d.use_flow_consistency, d.outlier_median_factor) == (0.01, 3, False, 0.0)
     assert (d.half_pixel_lookup, d.point_pixel_offset, d.bidirectional, d.alpha_gain) == (True, 0.0, False, 0.0)
-    assert (s.renderer, s.n_src_views, s.geo_outlier_knn, s.geo_outlier_std, s.point_radius, s.points_per_pixel) == (
-        "geo", 10, 50, 0.2, 0.01, 3)
+    assert (s.renderer, s.n_src_views, s.geo_remove_outliers, s.point_radius, s.points_per_pixel) == (
+        "geo", 10, False, 0.01, 3)
+    assert (s.geo_outlier_knn, s.geo_outlier_std) == (50, 0.2)  # the scripts' values when the filter is on
     assert paper.composite.mode == "hard"
     with pytest.raises(InputError, match="paper"):
         get_config("fancy")

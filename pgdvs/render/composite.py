@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from .config import CompositeConfig
 from .dynamic import DynamicLayer
+from .morphology import max_filter, min_filter
 from .static import StaticLayer
 
 
@@ -30,19 +31,37 @@ class Composite:
 
 def close_holes(dyn: DynamicLayer, radius: int) -> DynamicLayer:
     """Morphological closing of the coverage; newly covered pixels get the alpha-weighted mean colour/depth of
-    the dynamic pixels in their (2r+1)^2 window."""
+    the dynamic pixels in their (2r+1)^2 window. Works on the coverage's bounding box grown by 2r (exact: no
+    pixel further out can change)."""
+    rows, cols = torch.nonzero(dyn.alpha > 0, as_tuple=True)
+    if rows.numel() == 0:
+        return dyn
+    height, width = dyn.alpha.shape
+    y0, y1 = max(int(rows.min()) - 2 * radius, 0), min(int(rows.max()) + 2 * radius + 1, height)
+    x0, x1 = max(int(cols.min()) - 2 * radius, 0), min(int(cols.max()) + 2 * radius + 1, width)
+    crop = DynamicLayer(*(x[y0:y1, x0:x1] for x in (dyn.rgb, dyn.mask, dyn.alpha, dyn.depth)))
+    closed = _close_holes_dense(crop, radius)
+    if closed is crop:
+        return dyn
+    out = DynamicLayer(dyn.rgb.clone(), dyn.mask.clone(), dyn.alpha.clone(), dyn.depth.clone())
+    for full, part in zip((out.rgb, out.mask, out.alpha, out.depth), (closed.rgb, closed.mask, closed.alpha, closed.depth)):
+        full[y0:y1, x0:x1] = part
+    return out
+
+
+def _close_holes_dense(dyn: DynamicLayer, radius: int) -> DynamicLayer:
+    """:func:`close_holes` over the whole layer (returns ``dyn`` itself when nothing changes)."""
     size = 2 * radius + 1
-    alpha = dyn.alpha[None, None]
-    closed = -F.max_pool2d(-F.max_pool2d(alpha, size, 1, radius), size, 1, radius)
-    if not bool((closed[0, 0] > dyn.alpha).any()):
+    closed = min_filter(max_filter(dyn.alpha, radius), radius)
+    if not bool((closed > dyn.alpha).any()):
         return dyn
     stack = torch.cat([dyn.rgb * dyn.alpha[..., None], (dyn.depth * dyn.alpha)[..., None], dyn.alpha[..., None]], -1)
     box = F.avg_pool2d(stack.permute(2, 0, 1)[None], size, 1, radius, count_include_pad=False)[0].permute(1, 2, 0)
     mean = box[..., :4] / box[..., 4:].clamp(min=1e-12)
-    new = (closed[0, 0] > dyn.alpha) & (box[..., 4] > 0)
+    new = (closed > dyn.alpha) & (box[..., 4] > 0)
     rgb = torch.where(new[..., None], mean[..., :3], dyn.rgb)
     depth = torch.where(new, mean[..., 3], dyn.depth)
-    alpha = torch.where(new, closed[0, 0], dyn.alpha)
+    alpha = torch.where(new, closed, dyn.alpha)
     return DynamicLayer(rgb, alpha > 0.5, alpha, depth)
 
 

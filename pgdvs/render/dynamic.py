@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..warp import backward_warp, flow_consistency, sample_image
+from ..warp import flow_consistency, sample_image
 from ..geometry import pixel_grid, project_points as project, unproject_pixels as unproject
 from .config import DynamicConfig
 from .frames import Frames, Target, temporal_pair
-from .knn import outlier_keep_mask
+from .knn import keep_by_spread, outlier_keep_mask, window_sqdist
 from .points import render_points
 from .splat import softmax_splat, splat_density
 
@@ -89,7 +89,11 @@ def dynamic_cloud(frames: Frames, src: int, dst: int, t: float, cfg: DynamicConf
         w_dst = (t - src) / (dst - src)  # constant velocity between the two frames
         pts = (1.0 - w_dst) * pts + w_dst * pts2
     if cfg.remove_outliers and pts.shape[0] > 0:
-        keep = outlier_keep_mask(pts, cfg.outlier_knn, cfg.outlier_std, cfg.outlier_median_factor)
+        if cfg.outlier_window > 0:
+            d2 = window_sqdist(pts, pix, frames.hw, cfg.outlier_knn, cfg.outlier_window)
+            keep = keep_by_spread(d2.mean(1), cfg.outlier_std, cfg.outlier_median_factor)
+        else:
+            keep = outlier_keep_mask(pts, cfg.outlier_knn, cfg.outlier_std, cfg.outlier_median_factor)
         pts, pix, colors = pts[keep], pix[keep], colors[keep]
     return DynamicCloud(src, dst, pts, pix, colors)
 
@@ -102,28 +106,37 @@ def _noise(hw, seed: int, device) -> torch.Tensor:
 
 def splat_cloud(frames: Frames, cloud: DynamicCloud, target: Target, cfg: DynamicConfig,
                 noise: torch.Tensor) -> DynamicLayer:
-    """Softmax splatting of frame ``cloud.src`` with the noise trick (method reference §7.3)."""
+    """Softmax splatting of frame ``cloud.src`` with the noise trick (method reference §7.3).
+
+    The original splats the whole frame (static pixels as noise, zero displacement). With ``metric_floor``
+    only the object's pixels are splatted, so only they are looked up (same values, a fraction of the work).
+    """
     height, width = frames.hw
     n_pix = height * width
-    valid = torch.zeros(n_pix, device=frames.device)
-    valid[cloud.pix] = 1.0
-    rgb1 = frames.rgb[cloud.src].reshape(-1, 3)
-    rgb1 = rgb1 * valid[:, None] + noise.reshape(-1, 3) * (1.0 - valid[:, None])
-    flow12 = _flow(frames, cloud.src, cloud.dst)
-    warped2 = backward_warp(frames.rgb[cloud.dst].permute(2, 0, 1)[None], flow12[None])[0]
-    err = (rgb1 - warped2.reshape(3, -1).T).abs().mean(-1)
-    metric = (-cfg.alpha * err).clamp(-cfg.alpha, cfg.alpha)
-    # static (and dropped) pixels keep zero displacement, dynamic ones move to their projection
-    uv = pixel_grid(height, width, device=frames.device).reshape(-1, 2).clone()
-    z = torch.zeros(n_pix, device=frames.device)
     uv_t, z_t = project(cloud.points, target.K, target.c2w)
-    uv[cloud.pix], z[cloud.pix] = uv_t, z_t
-    values = torch.cat([rgb1, valid[:, None], z[:, None]], dim=1)
+    if cfg.metric_floor is None:
+        pix = torch.arange(n_pix, device=frames.device)
+        valid = torch.zeros(n_pix, device=frames.device)
+        valid[cloud.pix] = 1.0
+        rgb1 = frames.rgb[cloud.src].reshape(-1, 3)
+        rgb1 = rgb1 * valid[:, None] + noise.reshape(-1, 3) * (1.0 - valid[:, None])
+        # static (and dropped) pixels keep zero displacement, dynamic ones move to their projection
+        uv = pixel_grid(height, width, device=frames.device).reshape(-1, 2).clone()
+        z = torch.zeros(n_pix, device=frames.device)
+        uv[cloud.pix], z[cloud.pix] = uv_t, z_t
+    else:
+        pix, valid, uv, z = cloud.pix, torch.ones(cloud.pix.shape[0], device=frames.device), uv_t, z_t
+        rgb1 = frames.rgb[cloud.src].reshape(-1, 3)[pix]
+    # colour match with frame t2 through the flow: W(I2, F12) at the splatted pixels
+    match = pixel_grid(height, width, device=frames.device).reshape(-1, 2)[pix] + \
+        _flow(frames, cloud.src, cloud.dst).reshape(-1, 2)[pix]
+    err = (rgb1 - _lookup(frames.rgb[cloud.dst], match, "bilinear", False)).abs().mean(-1)
+    metric = (-cfg.alpha * err).clamp(-cfg.alpha, cfg.alpha)
     if cfg.metric_floor is not None:
-        # only the object is splatted, and a bad colour match (e.g. on its rim, where the warp of frame t2
-        # mixes in background) no longer drops the pixel against the 1e-7 term
-        values, uv, metric = values[cloud.pix], uv[cloud.pix], metric[cloud.pix].clamp(min=-cfg.metric_floor)
-    out = softmax_splat(values, uv, metric, target.hw)
+        # a bad colour match (e.g. on the rim, where the warp of frame t2 mixes in background) no longer drops
+        # the pixel against the 1e-7 term
+        metric = metric.clamp(min=-cfg.metric_floor)
+    out = softmax_splat(torch.cat([rgb1, valid[:, None], z[:, None]], dim=1), uv, metric, target.hw)
     mask = out[..., 3] > cfg.mask_threshold
     rgb = out[..., :3] * mask[..., None]
     depth = torch.where(mask, out[..., 4] / out[..., 3].clamp(min=1e-12), torch.zeros_like(out[..., 4]))
@@ -163,17 +176,27 @@ def blend_layers(a: DynamicLayer, b: DynamicLayer, w_b: float) -> DynamicLayer:
 
 
 class DynamicRenderer:
-    """Renders the dynamic layer of any target; caches the noise image per size."""
+    """Renders the dynamic layer of any target; caches the noise image and the clouds of the latest time (the
+    cloud depends on t only, so a frozen-time camera move lifts and filters it once)."""
 
     def __init__(self, frames: Frames, cfg: DynamicConfig):
         self.frames = frames
         self.cfg = cfg
         self._noise = _noise(frames.hw, cfg.noise_seed, frames.device)
+        self._clouds: dict[tuple[int, int, float], DynamicCloud | None] = {}
+
+    def _cloud(self, src: int, dst: int, t: float) -> DynamicCloud | None:
+        key = (src, dst, t)
+        if key not in self._clouds:
+            if len(self._clouds) >= 2:  # the two sides of one time
+                del self._clouds[next(iter(self._clouds))]
+            self._clouds[key] = dynamic_cloud(self.frames, src, dst, t, self.cfg)
+        return self._clouds[key]
 
     def _one_side(self, src: int, dst: int, target: Target) -> DynamicLayer | None:
         if not bool(self.frames.dyn[src].any()):
             return empty_layer(target.hw, self.frames.device)
-        cloud = dynamic_cloud(self.frames, src, dst, target.t, self.cfg)
+        cloud = self._cloud(src, dst, target.t)
         if cloud is None:
             return None
         if self.cfg.renderer == "points":

@@ -4,6 +4,9 @@ Distances are **squared** Euclidean (PyTorch3D ``knn_points`` convention) so thr
 Neighbours are found either with chunked brute force in torch (any device) or with scipy's cKDTree (CPU,
 much faster for the ~1e4-1e5 points of a dynamic cloud); either way the returned distances are recomputed
 from the coordinates in float32, so both backends give the same numbers.
+
+``window_sqdist`` is the project default's cheaper search for clouds lifted from an image: neighbours are
+looked for only among the points of nearby source pixels (cheaper on CPU, no O(P^2) work on CUDA).
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ def _neighbours_kdtree(points: torch.Tensor, k: int) -> torch.Tensor:
     from scipy.spatial import cKDTree
 
     pts = points.detach().cpu().double().numpy()
-    _, idx = cKDTree(pts).query(pts, k=k)
+    _, idx = cKDTree(pts).query(pts, k=k, workers=torch.get_num_threads())
     return torch.from_numpy(idx.reshape(len(pts), k)).to(points.device)
 
 
@@ -61,20 +64,55 @@ def knn_sqdist_reference(points: torch.Tensor, k: int) -> torch.Tensor:
     return d2
 
 
-def outlier_keep_mask(points: torch.Tensor, k: int, std_factor: float, median_factor: float = 0.0,
-                      backend: str = "auto") -> torch.Tensor:
-    """The original's statistical filter: m = mean of the k squared NN distances, keep m < median(m) + f*std(m).
+def window_sqdist(points: torch.Tensor, pix: torch.Tensor, hw: tuple[int, int], k: int, radius: int = 4) -> torch.Tensor:
+    """The k smallest squared distances (P, k), unsorted, from each point to the other points whose source
+    pixels lie in the (2r+1)^2 window around its own: a kNN restricted to the image neighbourhood.
 
-    points (P, 3) -> keep (P,) bool. ``torch.median`` (lower median) and unbiased ``torch.std`` as the original;
-    a single point therefore has std NaN and is dropped, exactly as there. ``median_factor`` > 0 (not in the
-    original) also keeps every point with m < median_factor * median(m): on a clean cloud the std is small and
-    the original threshold cuts the object's border, while flying pixels sit far above a few medians.
+    points (P, 3) lifted from flat pixel indices pix (P,) of an H x W grid (unique). On a surface the nearest
+    3D points are the nearest pixels, so this matches :func:`knn_sqdist` there, at O(P r^2) cost on any device.
+    Points with fewer than k window neighbours repeat their farthest one; none at all gives +inf.
     """
-    if points.shape[0] <= 1:  # no spread to measure (the original's std is NaN and drops the point)
-        return torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
-    mean_d2 = knn_sqdist(points, k, backend).mean(1)
+    height, width = hw
+    n = points.shape[0]
+    k = min(k, (2 * radius + 1) ** 2 - 1)
+    padded_width = width + 2 * radius  # a border of empty slots: no bounds checks
+    slot = torch.full(((height + 2 * radius) * padded_width,), n, dtype=torch.long, device=points.device)
+    centre = (pix // width + radius) * padded_width + pix % width + radius
+    slot[centre] = torch.arange(n, device=points.device)
+    offsets = torch.arange(-radius, radius + 1, device=points.device)
+    shifts = (offsets[:, None] * padded_width + offsets[None]).flatten()
+    shifts = shifts[shifts != 0]
+    other = torch.index_select(slot, 0, (centre[:, None] + shifts[None]).flatten())  # (P * M,), n = empty
+    coords = torch.cat([points, torch.full((1, 3), torch.inf, device=points.device)]).T.contiguous()
+    d2 = sum((torch.index_select(coords[c], 0, other).view(n, -1) - coords[c, :n, None]) ** 2 for c in range(3))
+    d2 = torch.topk(d2, k, dim=1, largest=False, sorted=False).values
+    found = torch.isfinite(d2)
+    farthest = torch.where(found, d2, 0.0).amax(1, keepdim=True)
+    farthest = torch.where(found.any(1, keepdim=True), farthest, torch.inf)
+    return torch.where(found, d2, farthest)
+
+
+def keep_by_spread(mean_d2: torch.Tensor, std_factor: float, median_factor: float = 0.0) -> torch.Tensor:
+    """The original's rule on m = mean squared neighbour distance (P,): keep m < median(m) + f * std(m).
+
+    ``torch.median`` (lower median) and unbiased ``torch.std`` as the original; a single point therefore has
+    std NaN and is dropped, exactly as there. ``median_factor`` > 0 (not in the original) also keeps every
+    point with m < median_factor * median(m): on a clean cloud the std is small and the original threshold cuts
+    the object's border, while flying pixels sit far above a few medians.
+    """
+    if mean_d2.shape[0] <= 1:  # no spread to measure (the original's std is NaN and drops the point)
+        return torch.zeros(mean_d2.shape[0], dtype=torch.bool, device=mean_d2.device)
     median = torch.median(mean_d2)
     keep = mean_d2 < median + torch.std(mean_d2) * std_factor
     if median_factor > 0:
         keep |= mean_d2 < median_factor * median
     return keep
+
+
+def outlier_keep_mask(points: torch.Tensor, k: int, std_factor: float, median_factor: float = 0.0,
+                      backend: str = "auto") -> torch.Tensor:
+    """The original's statistical filter with exact kNN: points (P, 3) -> keep (P,) bool (:func:`keep_by_spread`
+    on the mean of the k squared nearest-neighbour distances)."""
+    if points.shape[0] <= 1:
+        return torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
+    return keep_by_spread(knn_sqdist(points, k, backend).mean(1), std_factor, median_factor)

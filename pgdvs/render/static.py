@@ -35,6 +35,7 @@ from ..geometry import (in_image, invert_pose, pixel_grid, project_points as pro
 from .config import StaticConfig
 from .frames import Frames, Target, nearest_views
 from .knn import outlier_keep_mask
+from .morphology import dilate, max_filter
 from .points import render_points
 
 
@@ -66,14 +67,6 @@ def make_static_renderer(frames: Frames, cfg: StaticConfig) -> StaticRenderer:
     return STATIC_RENDERERS[cfg.renderer](frames, cfg)
 
 
-def _dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    """Square dilation of bool masks (..., H, W) by ``radius`` pixels."""
-    if radius <= 0:
-        return mask
-    flat = mask.reshape(-1, 1, *mask.shape[-2:]).float()
-    return (F.max_pool2d(flat, 2 * radius + 1, 1, radius) > 0).reshape(mask.shape)
-
-
 def fill_holes_background(depth: torch.Tensor, levels: int) -> torch.Tensor:
     """Fill holes (+inf) of a depth map (H, W) from a max-pooled pyramid: a hole takes the farthest known depth
     around it at the finest level that has one (holes in a z-buffer are mostly disocclusions, i.e. background).
@@ -83,10 +76,10 @@ def fill_holes_background(depth: torch.Tensor, levels: int) -> torch.Tensor:
     for _ in range(levels):
         if min(pyramid[-1].shape[-2:]) < 2 or not bool(torch.isinf(pyramid[-1]).any()):
             break
-        pyramid.append(F.max_pool2d(pyramid[-1], 3, 2, 1))
+        pyramid.append(max_filter(pyramid[-1], 1)[..., ::2, ::2])  # = max_pool2d(3, stride 2, pad 1)
     filled = pyramid[-1]
     for level in reversed(pyramid[:-1]):
-        up = F.max_pool2d(F.interpolate(filled, size=level.shape[-2:], mode="nearest"), 3, 1, 1)
+        up = max_filter(F.interpolate(filled, size=level.shape[-2:], mode="nearest"), 1)
         filled = torch.where(torch.isinf(level), up, level)
     out = filled[0, 0]
     return torch.where(torch.isinf(out), torch.full_like(out, torch.inf), out)
@@ -96,11 +89,12 @@ def zbuffer_depth(points: torch.Tensor, target: Target) -> torch.Tensor:
     """Nearest z of world points (P, 3) per target pixel, rounded to the nearest pixel. (H, W), +inf = empty."""
     height, width = target.hw
     uv, z = project(points, target.K, target.c2w)
-    px = torch.round(uv).long()
-    ok = (z > 0) & (px[:, 0] >= 0) & (px[:, 0] < width) & (px[:, 1] >= 0) & (px[:, 1] < height)
-    zbuf = torch.full((height * width,), torch.inf, device=points.device)
-    zbuf.scatter_reduce_(0, px[ok, 1] * width + px[ok, 0], z[ok], reduce="amin")
-    return zbuf.reshape(height, width)
+    u, v = torch.round(uv[:, 0]), torch.round(uv[:, 1])
+    ok = (z > 0) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    index = torch.where(ok, v * width + u, height * width).long()  # misses go to a spare last cell
+    zbuf = torch.full((height * width + 1,), torch.inf, device=points.device)
+    zbuf.scatter_reduce_(0, index, z, reduce="amin")
+    return zbuf[:-1].reshape(height, width)
 
 
 class MaskedIBR:
@@ -110,43 +104,43 @@ class MaskedIBR:
         self.frames = frames
         self.cfg = cfg
         self._sources: dict[int, torch.Tensor] = {}  # frame -> (5, H, W): rgb, depth, dilated dynamic mask
+        self._points: dict[int, torch.Tensor] = {}  # frame -> (P, 3) world points of its static pixels
+
+    def _trim(self, cache: dict, views: list[int]) -> None:
+        """Drop the oldest entries not in ``views`` beyond twice the views one target uses."""
+        stale = [v for v in cache if v not in views]  # oldest first
+        for v in stale[: max(0, len(cache) - 2 * (self.cfg.n_src_views + self.cfg.depth_views))]:
+            del cache[v]
 
     def _source(self, views: list[int]) -> list[torch.Tensor]:
         """(5, H, W) lookup stack of each view, cached (consecutive targets share most of their views)."""
         fr = self.frames
         for v in views:
             if v not in self._sources:
-                dyn = _dilate(fr.dyn[v], self.cfg.mask_dilate_px).float()
+                dyn = dilate(fr.dyn[v], self.cfg.mask_dilate_px).float()
                 self._sources[v] = torch.cat([fr.rgb[v], fr.depth[v][..., None], dyn[..., None]], -1).permute(2, 0, 1)
-        stale = [v for v in self._sources if v not in views]  # oldest first
-        for v in stale[: max(0, len(self._sources) - 2 * (self.cfg.n_src_views + self.cfg.depth_views))]:
-            del self._sources[v]
+        self._trim(self._sources, views)
         return [self._sources[v] for v in views]
 
-    def _target_depth(self, target: Target) -> torch.Tensor:
-        fr, cfg = self.frames, self.cfg
-        views = nearest_views(fr.centers, target.c2w[:3, 3], cfg.depth_views).tolist()
-        src = self._source(views)
+    def _static_points(self, views: list[int]) -> torch.Tensor:
+        """World points of the static pixels (outside the dilated mask) of ``views``, concatenated (P, 3); cached."""
+        fr = self.frames
         grid = pixel_grid(*fr.hw, device=fr.device).reshape(-1, 2)
-        pts = []
-        for v, stack in zip(views, src):
-            static = (stack[4] <= 0).reshape(-1)
-            pts.append(unproject(grid[static], stack[3].reshape(-1)[static], fr.K[v], fr.c2w[v]))
-        pts = torch.cat(pts)
-        return fill_holes_background(zbuffer_depth(pts, target), cfg.hole_fill_levels)
+        for v in views:
+            if v not in self._points:
+                static = ~dilate(fr.dyn[v], self.cfg.mask_dilate_px).reshape(-1)
+                self._points[v] = unproject(grid[static], fr.depth[v].reshape(-1)[static], fr.K[v], fr.c2w[v])
+        self._trim(self._points, views)
+        return torch.cat([self._points[v] for v in views])
 
-    def render(self, target: Target) -> StaticLayer:
+    def _target_depth(self, target: Target) -> torch.Tensor:
+        views = nearest_views(self.frames.centers, target.c2w[:3, 3], self.cfg.depth_views).tolist()
+        return fill_holes_background(zbuffer_depth(self._static_points(views), target), self.cfg.hole_fill_levels)
+
+    def _gather(self, views: list[int], world: torch.Tensor, to_target: torch.Tensor, acc: torch.Tensor) -> None:
+        """Add the samples of source ``views`` for world points (P, 3) to ``acc`` (8, P): rgb numerator and
+        weight of the static-visible samples, then the same for every in-view sample (fallback)."""
         fr, cfg = self.frames, self.cfg
-        height, width = target.hw
-        depth = self._target_depth(target)
-        known = torch.isfinite(depth).reshape(-1)
-        uv_t = pixel_grid(height, width, device=fr.device).reshape(-1, 2)[known]
-        world = unproject(uv_t, depth.reshape(-1)[known], target.K, target.c2w)
-        to_target = F.normalize(target.c2w[:3, 3] - world, dim=-1)
-        num = torch.zeros(3, world.shape[0], device=fr.device)
-        den = torch.zeros(world.shape[0], device=fr.device)
-        num_any, den_any = num.clone(), den.clone()
-        views = nearest_views(fr.centers, target.c2w[:3, 3], cfg.n_src_views).tolist()
         for start in range(0, len(views), cfg.views_per_chunk):
             chunk = views[start:start + cfg.views_per_chunk]
             uv, z = project(world[None], fr.K[chunk], fr.c2w[chunk])  # (V, P, 2), (V, P)
@@ -159,10 +153,31 @@ class MaskedIBR:
             one_minus_cos = (1.0 - (to_target[None] * to_source).sum(-1)).clamp(min=0.0)
             w = (2.0 * one_minus_cos + cfg.angle_eps ** 2) ** (-cfg.angle_power / 2) * inside
             use = w * (visible & (s[:, 4] <= 1e-3))
-            num += (use[:, None] * s[:, :3]).sum(0)
-            den += use.sum(0)
-            num_any += (w[:, None] * s[:, :3]).sum(0)
-            den_any += w.sum(0)
+            acc[:3] += (use[:, None] * s[:, :3]).sum(0)
+            acc[3] += use.sum(0)
+            acc[4:7] += (w[:, None] * s[:, :3]).sum(0)
+            acc[7] += w.sum(0)
+
+    def render(self, target: Target) -> StaticLayer:
+        fr, cfg = self.frames, self.cfg
+        height, width = target.hw
+        depth = self._target_depth(target)
+        known = torch.isfinite(depth).reshape(-1)
+        uv_t = pixel_grid(height, width, device=fr.device).reshape(-1, 2)[known]
+        world = unproject(uv_t, depth.reshape(-1)[known], target.K, target.c2w)
+        to_target = F.normalize(target.c2w[:3, 3] - world, dim=-1)
+        acc = torch.zeros(8, world.shape[0], device=fr.device)
+        center = target.c2w[:3, 3]
+        views = nearest_views(fr.centers, center, cfg.n_src_views).tolist()
+        first = nearest_views(fr.centers, center, cfg.primary_views).tolist() if cfg.primary_views > 0 else views
+        self._gather(first, world, to_target, acc)
+        rest = [v for v in views if v not in first]
+        if rest:  # farther views only for the pixels no nearer view saw as static background
+            todo = torch.nonzero(acc[3] <= 0).squeeze(1)
+            part = torch.zeros(8, todo.numel(), device=fr.device)
+            self._gather(rest, world[todo], to_target[todo], part)
+            acc[:, todo] += part
+        num, den, num_any, den_any = acc[:3], acc[3], acc[4:7], acc[7]
         # where no source saw static background, fall back to every in-view sample (as PGDVS's attention does)
         rgb_known = torch.where(den > 0, num / den.clamp(min=1e-12), num_any / den_any.clamp(min=1e-12)).T
         rgb = torch.zeros(height * width, 3, device=fr.device)
