@@ -9,6 +9,7 @@ from pgdvs.render.config import StaticConfig
 from pgdvs.render.frames import Frames, make_target, nearest_views
 from pgdvs.render.static import (STATIC_RENDERERS, MaskedIBR, StaticLayer, fill_holes_background,
                                  fuse_static_cloud, make_static_renderer, register_static_renderer)
+from pgdvs.render.morphology import dilate
 from render_fixtures import make_scene, render_view
 
 
@@ -114,3 +115,23 @@ def test_registry_plugs_in_a_custom_static_renderer(scene, frames):
         del STATIC_RENDERERS["grey-test"]
     with pytest.raises(InputError, match="ibr"):
         make_static_renderer(frames, StaticConfig(renderer="gnt-missing"))
+
+
+def test_primary_views_blend_the_nearest_and_fill_the_rest_from_farther_views(scene, frames):
+    i = 2
+    target = make_target(frames, float(i), scene.c2w[i], scene.K[i])
+    nearest_two = nearest_views(frames.centers, target.c2w[:3, 3], 2).tolist()
+    assert i in nearest_two  # the target's own frame, whose moving square hides background
+    split = MaskedIBR(frames, StaticConfig(n_src_views=6, primary_views=2)).render(target)
+    only_two = MaskedIBR(frames, StaticConfig(n_src_views=2)).render(target)
+    every = MaskedIBR(frames, StaticConfig(n_src_views=6)).render(target)
+    close = lambda a, b: torch.isclose(a, b, atol=1e-6).all(-1)  # noqa: E731
+    as_two, as_all = close(split.rgb, only_two.rgb), close(split.rgb, every.rgb)
+    # every pixel is either the 2-view blend (a primary view saw its background) or the all-view one
+    assert (as_two | as_all).all() and as_two.float().mean() > 0.8
+    # the background hidden by the square in both primary views comes from the farther views
+    hidden = torch.as_tensor(scene.dyn_mask[nearest_two].all(0))
+    core = hidden & ~dilate(~hidden, 2)
+    assert core.sum() > 20 and as_all[core].all() and not as_two[core].all()
+    background = render_view(scene.K[i], scene.c2w[i], i, scene.hw, square=False)[0]
+    assert psnr(split.rgb.numpy(), background, core.numpy()) >= 30
