@@ -3,11 +3,11 @@
 Stages (``progress(stage, fraction, message)`` is called as each advances): "ingest", "flow", "motion",
 "cameras", "depth", "masks", "refine", "save".
 
-Classical path (default, no weights): DIS flow, COLMAP SfM (pycolmap), flow triangulation + regularised
-consistent depth. With a Depth Anything model (``depth_prior="auto"`` and a model ready in ``pgdvs.hub``, or
-``depth_model=`` given) its disparity is aligned to the triangulated depth and refined. Degenerate camera motion
-(static, pure rotation) is detected and gives identity / rotation-only cameras and a smooth depth, reported in
-``scene.meta["motion"]`` and the notices.
+Classical path (default, no weights): DIS flow, COLMAP SfM (pycolmap; on SIFT, else on flow tracks), flow
+triangulation + regularised consistent depth. With a Depth Anything model (``depth_prior="auto"`` and a model ready
+in ``pgdvs.hub``, or ``depth_model=`` given) its disparity is aligned to the triangulated depth and refined.
+Degenerate camera motion (static, pure rotation) is detected and gives identity / rotation-only cameras and a smooth
+depth, reported in ``scene.meta["motion"]`` and the notices.
 
 Default sizes: at most 60 frames, longer side 480 px (``ReconstructConfig``); a 48-frame 480x270 clip takes about
 a minute on 2 CPU cores (see the ``synthetic-reconstruct`` benchmark's ``seconds``).
@@ -108,7 +108,7 @@ def reconstruct(source, config: ReconstructConfig | None = None, progress: Progr
     done("motion", motion.message)
 
     report("cameras", 0.0, "estimating camera poses")
-    K, c2w, camera_info = _cameras(frames, fwd, motion, config, notices)
+    K, c2w, camera_info = _cameras(frames, dict(zip(pairs, flows)), motion, config, notices)
     done("cameras", camera_info["backend"])
 
     prior = None
@@ -136,10 +136,11 @@ def reconstruct(source, config: ReconstructConfig | None = None, progress: Progr
     done("masks", f"{dyn.mean() * 100:.1f}% of pixels dynamic")
 
     init = rough.depth
-    if camera_info["backend"] == "colmap" and camera_info["registered"] < n:
+    if camera_info["backend"].startswith("colmap") and camera_info["registered"] < n:
         # SfM missed frames: try again with features only on static pixels, keep it if it registers more
         report("refine", 0.0, "re-running SfM on static pixels")
-        again = colmap_poses(frames, static_mask=~dyn, max_features=config.sfm_features)
+        again = colmap_poses(frames, static_mask=~dyn, max_features=config.sfm_features,
+                             flows=dict(zip(pairs, flows)) if camera_info["backend"] != "colmap" else None)
         if again is not None and again.registered.sum() > camera_info["registered"]:
             K, c2w, init = again.K, again.c2w, None
             Ks = np.repeat(K[None], n, 0)
@@ -229,8 +230,10 @@ def _widest_flows(flows: np.ndarray, pairs: list[tuple[int, int]], count: int = 
     return flows[pick], flows[[index[pairs[k][::-1]] for k in pick]]
 
 
-def _cameras(frames, fwd, motion, config, notices):
-    """-> K (3, 3), c2w (N, 4, 4), info dict for meta."""
+def _cameras(frames, flows, motion, config, notices):
+    """flows {(i, j): (H, W, 2)} (every computed pair) -> K (3, 3), c2w (N, 4, 4), info dict for meta.
+    SIFT SfM first; when it leaves frames out, SfM on flow tracks (weak texture, small frames), keeping the
+    model that registers more frames."""
     n, h, w = frames.shape[:3]
     K = guess_intrinsics((h, w))
     assumed = "intrinsics: focal length assumed (60 degree horizontal field of view)"
@@ -239,14 +242,19 @@ def _cameras(frames, fwd, motion, config, notices):
         return K, np.tile(np.eye(4), (n, 1, 1)), {"backend": "static (identity poses)", "registered": n,
                                                   "intrinsics": "assumed"}
     est = None if motion.kind == "rotation" else colmap_poses(frames, max_features=config.sfm_features)
+    if motion.kind != "rotation" and (est is None or not est.registered.all()):
+        tracked = colmap_poses(frames, flows=flows)
+        if tracked is not None and (est is None or tracked.registered.sum() > est.registered.sum()):
+            est = tracked
     if est is not None and est.registered.mean() >= MIN_REGISTERED:
         notices.extend(est.notices)  # names frames whose poses are interpolated
-        return est.K, est.c2w, {"backend": "colmap", "registered": int(est.registered.sum()),
+        return est.K, est.c2w, {"backend": est.backend, "registered": int(est.registered.sum()),
                                 "reprojection_error_px": est.reproj_error, "intrinsics": "estimated",
                                 "points": int(len(est.points))}
     if motion.kind != "rotation":
         notices.append("cameras: SfM could not register enough frames; rotation-only cameras are used")
     notices.append(assumed)
+    fwd = np.stack([flows[(i, i + 1)] for i in range(n - 1)])
     return K, rotation_only_poses(fwd, K), {"backend": "rotation-only (homographies)", "registered": 0,
                                             "intrinsics": "assumed"}
 
