@@ -75,6 +75,35 @@ def test_include_click_on_partial_mask_completes_it(clip):
     assert iou(editor.add_point(3, *interior_point(part), 1), gt) > 0.95 > iou(part, gt) + 0.4
 
 
+def test_exclude_click_on_halo_keeps_the_object(clip):
+    gt = clip["mask"][3]
+    halo = cv2.dilate(gt.astype(np.uint8), np.ones((13, 13), np.uint8)).astype(bool)  # object + 6 px of background
+    assert iou(halo, gt) < 0.6
+    ys, xs = np.nonzero(halo & ~gt)
+    mask = ClassicalSegmenter().segment(3, clip["frames"][3], [[xs[0], ys[0]]], [0], halo)
+    assert iou(mask, gt) > 0.85  # the background ring goes, the object stays
+
+
+def test_include_click_on_flat_object_stays_on_it(clip):
+    frame = clip["frames"][3].copy()
+    h, w = frame.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    disc = (xx - 30) ** 2 + (yy - 40) ** 2 <= 8 ** 2
+    frame[disc] = (0.2, 0.5, 0.9)  # a flat blue disc on the textured background
+    mask = ClassicalSegmenter().segment(3, frame, [[30, 40]], [1], np.zeros((h, w), bool))
+    assert iou(mask, disc) > 0.9 and mask.sum() < 1.1 * disc.sum()
+
+
+def test_propagation_never_touches_masks_far_from_the_edit(clip):
+    gt, blob = clip["mask"], static_blob(clip)
+    auto = blob.copy()  # the object missed everywhere, an unrelated false positive left alone by the user
+    editor = _editor(clip, auto)
+    editor.add_point(3, *interior_point(gt[3]), 1)
+    out = editor.propagate(3)
+    assert np.array_equal(out & blob, blob)  # the untouched false positive is still there on every frame
+    assert mean_iou(out & ~blob, gt) > 0.9
+
+
 def test_propagation_with_estimated_flow(clip):
     from pgdvs.reconstruct.flow import neighbour_flows
 

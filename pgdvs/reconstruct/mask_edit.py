@@ -3,8 +3,9 @@
 One ``MaskEditor`` per session. Clicks on frame k go to a :class:`~pgdvs.reconstruct.segmenters.Segmenter`
 (SAM or GrabCut) together with the mask frame k had before its first click (its base); ``propagate`` carries
 the edit to the other frames: what the edit added to / removed from the automatic mask is pulled along the
-flow frame by frame, laid over that frame's automatic mask, and the clicks, moved along the flow, re-prompt
-the segmenter there. Frames with their own clicks keep their mask, and propagation continues from them.
+flow frame by frame and laid over that frame's automatic mask; where the clicks, moved along the flow, survive,
+they re-prompt the segmenter there, whose changes count only near the carried correction (masks far from the
+edit are never touched). Frames with their own clicks keep their mask, and propagation continues from them.
 
 Shapes: frames (N, H, W, 3) float in [0, 1], masks (N, H, W) bool (True = dynamic), flows (N-1, H, W, 2):
 flows_fwd[i] is i -> i+1, flows_bwd[i] is i+1 -> i. Points are pixel (x, y) = (column, row).
@@ -14,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import cv2
 import numpy as np
 import torch
 
@@ -32,6 +34,9 @@ class _Click:
 
 
 class MaskEditor:
+    edit_reach = 0.02  # fraction of the image size a re-prompted edit may reach past the carried one
+    same_colour = 0.08  # mean colour difference (0-1) under which a carried removal still shows the same surface
+
     def __init__(self, frames, masks, flows_fwd, flows_bwd, segmenter: Segmenter):
         frames, masks = np.asarray(frames), np.asarray(masks)
         if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) < 1:
@@ -138,15 +143,24 @@ class MaskEditor:
         return self.masks
 
     def _carry(self, mask_i: np.ndarray, i: int, j: int, f_ji: torch.Tensor, clicks: np.ndarray) -> np.ndarray:
-        """Frame j's mask from frame i's: the edit (difference to the automatic mask) pulled along the flow,
-        applied to frame j's automatic mask, then re-prompted with the moved clicks."""
-        delta = np.stack([mask_i & ~self._auto[i], self._auto[i] & ~mask_i], -1).astype(np.float32)
-        added, removed = (warp_field(torch.from_numpy(delta)[None], f_ji[None])[0] > 0.5).numpy().transpose(2, 0, 1)
-        prior = (self._auto[j] | added) & ~removed
+        """Frame j's mask from frame i's: the edit (what frame i's mask added to / removed from its automatic
+        mask) is pulled along the flow and applied to frame j's automatic mask. With clicks the flow carried
+        here, the segmenter re-prompts frame j's automatic mask with them instead (recomputed, not accumulated:
+        carried additions would drift and grow frame by frame), and what it adds / removes only counts near
+        the carried addition / removal: a moved click that lands elsewhere cannot repaint the frame. A removal
+        only holds where frame j still shows what frame i showed there: an object that moved onto a removed
+        static spot stays."""
+        fields = np.concatenate([np.stack([mask_i & ~self._auto[i], self._auto[i] & ~mask_i], -1),
+                                 self.frames[i]], -1).astype(np.float32)
+        pulled = warp_field(torch.from_numpy(fields)[None], f_ji[None])[0].numpy()
+        added, removed = (pulled[..., :2] > 0.5).transpose(2, 0, 1)
+        removed &= np.abs(pulled[..., 2:] - self.frames[j]).mean(-1) < self.same_colour
+        auto = self._auto[j]
         if len(clicks) == 0:
-            return prior
-        out = self.segmenter.segment(j, self.frames[j], clicks[:, :2], clicks[:, 2].astype(int), prior)
-        return np.asarray(out, bool)
+            return (auto & ~removed) | added
+        seg = np.asarray(self.segmenter.segment(j, self.frames[j], clicks[:, :2], clicks[:, 2].astype(int), auto), bool)
+        reach = max(1, round(self.edit_reach * max(auto.shape)))
+        return (auto & ~(~seg & near(removed, reach))) | (seg & near(added, reach))
 
     def _click_array(self, frame: int) -> np.ndarray:
         return np.array(self.points(frame), float).reshape(-1, 3)
@@ -155,6 +169,13 @@ class MaskEditor:
         if not isinstance(frame, (int, np.integer)) or not 0 <= frame < self.n_frames:
             raise InputError(f"MaskEditor: frame must be an integer in [0, {self.n_frames - 1}], got {frame!r}")
         return int(frame)
+
+
+def near(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Pixels within ``radius`` px of ``mask`` (H, W) bool (none when it is empty) -> (H, W) bool."""
+    if not mask.any():
+        return mask.copy()
+    return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3) <= radius
 
 
 def move_points(points: np.ndarray, flow_ij: torch.Tensor, flow_ji: torch.Tensor, tol: float = 2.0) -> np.ndarray:

@@ -103,24 +103,31 @@ class SamSegmenter:
 
 
 class ClassicalSegmenter:
-    """GrabCut seeded by the clicks and the prior, around what the clicks touch.
+    """Colour region growing refined by GrabCut, one click at a time, never reaching far from the click.
 
-    Include points are definite foreground disks, exclude points definite background disks. The prior
-    component under an exclude point is dropped (with include clicks present it becomes probable
-    background, so GrabCut keeps the parts whose colours match the included object); prior components
-    under an include point are probable foreground, and an include point off the prior starts a
-    probable-foreground disk of radius ``reach`` (fraction of the image size). GrabCut runs on a crop
-    ``reach`` around these seeds; everything farther is background, and cut regions not connected to an
-    include click are dropped. Fallback when GrabCut cannot run (no foreground or background sample): the
-    prior minus the excluded components plus the include disks.
+    - An include point adds the object under it: the region of similar colour connected to the click
+      (flood fill on a smoothed image loosened until the region leaks or exceeds ``max_object`` of the
+      image), refined by GrabCut in a band around that region (on texture, where the fill stalls, disks up to
+      ``reach`` x the image size seed GrabCut instead, largest first); a cut that collapses or fills its
+      whole band is refused, and the fill is the answer when none holds. The prior is kept as it is (whether
+      the click lands on it or not: a prior component can merge the object with false positives).
+    - An exclude point removes the false part of the prior component it lands in: GrabCut with the component
+      as probable foreground and the static surroundings (and the click) as background drops the parts that
+      look like the surroundings; the dropped pieces connected to the click go, and the whole component when
+      little of it is left. Other components stay.
+    Include disks of radius ``disk`` (fraction of the image size) always end in the mask, exclude disks never.
     """
 
     name = "classical"
 
-    def __init__(self, iterations: int = 5, reach: float = 0.2, disk: float = 0.012):
+    def __init__(self, iterations: int = 4, disk: float = 0.012, max_object: float = 0.05, reach: float = 0.2,
+                 texture_radius: float = 0.02, tolerances: tuple[int, ...] = (4, 7, 10, 14, 19, 25, 32)):
         self.iterations = iterations
-        self.reach = reach
         self.disk = disk
+        self.max_object = max_object
+        self.reach = reach
+        self.texture_radius = texture_radius
+        self.tolerances = tolerances
 
     def segment(self, frame_idx, image, points, labels, prior_mask=None):
         img = to_uint8_rgb(image)
@@ -129,35 +136,113 @@ class ClassicalSegmenter:
         prior = _prior(prior_mask, (h, w))
         if len(points) == 0:
             return prior
-        reach = self.reach * max(h, w)
-        inc_disk = disks(points[labels == 1], (h, w), max(2, round(self.disk * max(h, w))))
-        exc_disk = disks(points[labels == 0], (h, w), max(2, round(self.disk * max(h, w))))
-        removed = components_at(prior, points[labels == 0])
-        edited = components_at(prior, points[labels == 1]) & ~removed
-        fallback = (prior & ~removed & ~exc_disk) | inc_disk
-        if not (inc_disk | edited).any():
-            return fallback
-        # an include click off the prior marks an object of unknown extent: probable foreground around it
-        kept = prior & ~removed
-        fresh = disks(points[(labels == 1) & ~kept[_rows_cols(points)]], (h, w), round(reach))
-        seeds = inc_disk | edited | removed | fresh
-        roi = cv2.distanceTransform((~seeds).astype(np.uint8), cv2.DIST_L2, 3) <= reach
+        radius = max(2, round(self.disk * max(h, w)))
+        inc_disk = disks(points[labels == 1], (h, w), radius)
+        exc_disk = disks(points[labels == 0], (h, w), radius)
+        removed = np.zeros((h, w), bool)
+        for point in points[labels == 0]:
+            removed |= self.false_part(img, prior, point, radius)
+        added = np.zeros((h, w), bool)
+        for point in points[labels == 1]:
+            added |= self.object_at(img, point, radius)
+        return (((prior & ~removed) | added) & ~exc_disk) | inc_disk
+
+    def object_at(self, img: np.ndarray, point: np.ndarray, radius: int) -> np.ndarray:
+        """The object under an include ``point`` (x, y) of ``img`` (H, W, 3) uint8 -> (H, W) bool."""
+        h, w = img.shape[:2]
+        click = disks(point[None], (h, w), radius)
+        fill = region_at(img, point, self.tolerances, self.max_object * h * w) | click
+        seeds = [fill]
+        if textured(img, point, round(self.texture_radius * max(h, w))):
+            # colour fill stalls on texture: GrabCut learns the object's colours from disks of probable
+            # foreground, largest first, until one finds a border
+            seeds = [disks(point[None], (h, w), round(f * self.reach * max(h, w))) for f in (1.0, 0.5, 0.25)]
+        for region in seeds:
+            cut = self._bounded_cut(img, region, click)
+            # a cut that shrank to the click lost its colour model to the background
+            if cut is not None and cut.sum() >= 0.5 * fill.sum():
+                return cut
+        return fill
+
+    def _bounded_cut(self, img: np.ndarray, region: np.ndarray, click: np.ndarray) -> np.ndarray | None:
+        """GrabCut's object from ``region`` (H, W) bool, connected to ``click``, allowed to move the region's
+        border by about a third of its size; None when it fails or reaches that band's rim all round (no
+        border found). -> (H, W) bool or None."""
+        band = max(3, round(0.35 * np.sqrt(region.sum())))
+        cut = self._grabcut(img, region, band, click, np.zeros_like(region))
+        if cut is None:
+            return None
+        cut = components_touching(cut, click)
+        dist = cv2.distanceTransform((~region).astype(np.uint8), cv2.DIST_L2, 3)
+        rim = (dist > band - 1.5) & (dist <= band)
+        return None if (cut & rim).sum() > 0.25 * rim.sum() else cut
+
+    def false_part(self, img: np.ndarray, prior: np.ndarray, point: np.ndarray, radius: int) -> np.ndarray:
+        """What an exclude ``point`` (x, y) removes from ``prior`` (H, W) bool -> (H, W) bool (empty off it)."""
+        h, w = img.shape[:2]
+        comp = components_at(prior, point[None])
+        if not comp.any():
+            return comp
+        click = disks(point[None], (h, w), radius)
+        band = max(3, round(0.1 * max(h, w)))  # enough static surroundings for the background colours
+        cut = self._grabcut(img, comp, band, np.zeros((h, w), bool), click, inside_only=True)
+        if cut is None:
+            return comp
+        dropped = components_touching(comp & ~cut, click)
+        # a component that is mostly the clicked false positive goes whole (no object worth keeping in it)
+        return comp if (comp & ~dropped).sum() < 0.1 * comp.sum() else dropped
+
+    def _grabcut(self, img, region, band, fg, bg, inside_only=False):
+        """GrabCut with ``region`` (H, W) bool as probable foreground, ``fg`` / ``bg`` definite, a ``band``-px
+        ring around the region as probable background (definite with ``inside_only``: then only the region's
+        pixels can change) and definite background beyond. -> (H, W) bool foreground, None when it cannot run."""
+        h, w = region.shape
+        near = cv2.distanceTransform((~region).astype(np.uint8), cv2.DIST_L2, 3) <= band
         gc = np.full((h, w), cv2.GC_BGD, np.uint8)
-        gc[roi] = cv2.GC_PR_BGD
-        gc[kept | fresh] = cv2.GC_PR_FGD
-        gc[inc_disk] = cv2.GC_FGD
-        gc[exc_disk] = cv2.GC_BGD
-        y0, y1, x0, x1 = _crop(roi, pad=2)
+        if not inside_only:
+            gc[near] = cv2.GC_PR_BGD
+        gc[region] = cv2.GC_PR_FGD
+        gc[fg] = cv2.GC_FGD
+        gc[bg] = cv2.GC_BGD
+        y0, y1, x0, x1 = _crop(near, pad=2 if inside_only else band)  # definite background for its colours
         sub = gc[y0:y1, x0:x1].copy()
+        cv2.setRNGSeed(0)  # GrabCut's k-means start draws from OpenCV's global RNG: same clicks, same mask
         try:
             cv2.grabCut(np.ascontiguousarray(img[y0:y1, x0:x1, ::-1]), sub, None, np.zeros((1, 65)),
                         np.zeros((1, 65)), self.iterations, cv2.GC_INIT_WITH_MASK)
         except cv2.error:  # too few samples of one class for its colour model
-            return fallback
+            return None
         cut = np.zeros((h, w), bool)
         cut[y0:y1, x0:x1] = (sub == cv2.GC_FGD) | (sub == cv2.GC_PR_FGD)
-        cut = components_touching(cut, inc_disk | edited)  # drop look-alike blobs away from the clicks
-        return ((prior & ~seeds) | cut) & ~exc_disk
+        return cut
+
+
+def textured(img: np.ndarray, point: np.ndarray, radius: int, max_std: float = 10.0) -> bool:
+    """Whether ``img`` (H, W, 3) uint8 varies by more than ``max_std`` (per-channel std) within ``radius``
+    px of ``point`` (x, y)."""
+    near = disks(point[None], img.shape[:2], max(1, radius))
+    return float(img[near].std(0).max()) > max_std
+
+
+def region_at(img: np.ndarray, point: np.ndarray, tolerances, max_area: float, growth: float = 2.0) -> np.ndarray:
+    """Pixels of similar colour 4-connected to ``point`` (x, y): flood fill of the smoothed ``img``
+    (H, W, 3) uint8 within a fixed per-channel range of the click's colour. ``tolerances`` are tried tightest
+    first and loosened while the region grows by at most ``growth`` x per step and stays under ``max_area``
+    pixels: a sudden jump means the fill leaked through the object's border. -> (H, W) bool."""
+    h, w = img.shape[:2]
+    smooth = cv2.GaussianBlur(img, (0, 0), max(0.7, max(h, w) / 480))
+    x, y = (int(v) for v in np.round(point))
+    region = np.zeros((h, w), bool)
+    region[y, x] = True
+    for tol in sorted(tolerances):
+        fill = np.zeros((h + 2, w + 2), np.uint8)
+        cv2.floodFill(smooth.copy(), fill, (x, y), (0, 0, 0), (tol,) * 3, (tol,) * 3,
+                      4 | cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (1 << 8))
+        grown = fill[1:-1, 1:-1].astype(bool)
+        if grown.sum() > max_area or (region.sum() > 16 and grown.sum() > growth * region.sum()):
+            break
+        region = grown
+    return region
 
 
 def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
