@@ -142,3 +142,17 @@ def test_snap_to_segments_api(clip):
     assert np.array_equal(snapped, masks)
     snapped = snap_to_segments(masks, clip["frames"][:2], sam, min_iou=0.0)  # always replaced
     assert snapped.shape == masks.shape and snapped.dtype == bool and not snapped[1].any()
+
+
+def test_colour_snap_removes_the_halo_around_an_object():
+    from pgdvs.reconstruct.motion_masks import snap_to_colour
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:96, :160]
+    disc = (yy - 48) ** 2 + (xx - 70) ** 2 < 20 ** 2
+    frame = np.where(disc[..., None], [0.8, 0.3, 0.2], [0.2, 0.5, 0.7]) + rng.normal(0, 0.03, (96, 160, 3))
+    halo = (yy - 48) ** 2 + (xx - 72) ** 2 < 26 ** 2  # motion evidence: too wide and shifted
+    iou = lambda a, b: (a & b).sum() / (a | b).sum()  # noqa: E731
+    snapped = snap_to_colour(frame, halo, band=8)
+    assert iou(halo, disc) < 0.65 and iou(snapped, disc) > 0.95
+    assert not snap_to_colour(frame, np.zeros_like(halo), band=8).any()

@@ -30,13 +30,14 @@ from ..warp import backward_warp, flow_consistency
 REFERENCE_SIZE = 480  # pixel thresholds are given at this image size (longest side) and scaled with it
 PAIR_CHUNK = 8  # frame pairs evaluated together (memory ~ 100 MB per chunk at 480 x 270)
 TEXTURE_MIN = 0.02  # mean central-difference gradient (intensity per 2 px) below which a pixel is untextured
+SNAP_KEEP_MIN = 0.3  # a colour snap that keeps less of the mask than this is rejected
 DEPTH_TOLERANCE = 0.03  # relative: a point further than this behind the surface seen in frame b is hidden
 
 
 def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_px: float = 1.5,
                  noise_factor: float = 3.0, gaps: tuple[int, ...] = (1, 2, 4, 8), vote_frac: float = 0.2,
                  min_area_frac: float = 0.002, gap_flows: dict | None = None, sam_model=None,
-                 photo_threshold: float = 0.045) -> np.ndarray:
+                 photo_threshold: float = 0.045, colour_snap_px: float = 16.0) -> np.ndarray:
     """Dynamic masks for every frame (shapes in the module doc).
 
     With depth: ``photo_threshold`` is the mean colour difference (0-1 scale) that counts as motion.
@@ -45,7 +46,8 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
     ``gap_flows``: {gap: (fwd (N-gap, H, W, 2), bwd)} flows computed directly at larger gaps (else composed).
     ``gaps``: frame gaps compared; ``vote_frac``: fraction of pairs with evidence that must vote "moving";
     ``min_area_frac``: smallest kept component as a fraction of the image; ``sam_model``: snap to SAM
-    segments (:func:`snap_to_segments`).
+    segments (:func:`snap_to_segments`); without SAM, ``colour_snap_px`` > 0 snaps to colour edges within
+    that band at 480 px (:func:`snap_to_colour`).
     """
     frames, fwd, bwd, K, c2w, depth = _check_inputs(frames, flows_fwd, flows_bwd, K, c2w, depth)
     n, h, w = frames.shape[:3]
@@ -85,6 +87,9 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
     masks = np.stack([clean_mask(s > vote_frac, min_area_frac) for s in score.numpy()])
     if sam_model is not None:
         masks = snap_to_segments(masks, frames, sam_model)
+    elif colour_snap_px > 0:
+        band = max(4, round(colour_snap_px * scale))
+        masks = np.stack([snap_to_colour(f, m, band) for f, m in zip(frames, masks)])
     return masks
 
 
@@ -224,6 +229,36 @@ def snap_to_segments(masks: np.ndarray, frames: np.ndarray, sam_model, min_iou: 
         if mask.any():
             out[i] = seg.snap(i, frames[i], mask, min_iou=min_iou)
     return out
+
+
+def snap_to_colour(frame: np.ndarray, mask: np.ndarray, band: int, iterations: int = 3) -> np.ndarray:
+    """Move the mask border to colour edges within ``band`` pixels (GrabCut: the mask eroded by the band is
+    dynamic, the mask probably dynamic, its dilation probably static, the rest static). Motion evidence
+    smears over a few pixels around a moving object (camera error, temporal smoothing); the object's colour
+    usually ends where it does. frame (H, W, 3) float in [0, 1], mask (H, W) bool -> (H, W) bool."""
+    if not mask.any():
+        return mask
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * band + 1, 2 * band + 1))
+    m8 = mask.astype(np.uint8)
+    outer = cv2.dilate(m8, kernel) > 0
+    rows, cols = np.nonzero(outer)
+    y0, y1 = max(rows.min() - band, 0), rows.max() + band + 1  # GrabCut on the band's box: static context
+    x0, x1 = max(cols.min() - band, 0), cols.max() + band + 1
+    crop = (slice(y0, y1), slice(x0, x1))
+    labels = np.full(outer[crop].shape, cv2.GC_BGD, np.uint8)
+    labels[outer[crop]] = cv2.GC_PR_BGD
+    labels[mask[crop]] = cv2.GC_PR_FGD
+    labels[cv2.erode(m8, kernel)[crop] > 0] = cv2.GC_FGD
+    image = np.ascontiguousarray((np.clip(frame[crop], 0, 1) * 255).astype(np.uint8))
+    cv2.setRNGSeed(0)  # GrabCut's GMM initialisation draws from OpenCV's global generator
+    try:
+        cv2.grabCut(image, labels, None, np.zeros((1, 65)), np.zeros((1, 65)), iterations, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:  # a colour model without samples (e.g. no static pixel in the box): keep the mask
+        return mask
+    out = np.zeros_like(mask)
+    out[crop] = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    # a mask thinner than the band has no sure core and GrabCut may drop it whole: evidence beats colour
+    return out if out.sum() >= SNAP_KEEP_MIN * mask.sum() else mask
 
 
 def _homogeneous(uv: torch.Tensor) -> torch.Tensor:
