@@ -15,14 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import cv2
 import numpy as np
 import torch
 
 from ..errors import InputError
 from ..warp import sample_image
 from .motion_masks import warp_field
-from .segmenters import Segmenter, check_prompt
+from .segmenters import Segmenter, check_prompt, near
 
 
 @dataclass
@@ -169,13 +168,6 @@ class MaskEditor:
         if not isinstance(frame, (int, np.integer)) or not 0 <= frame < self.n_frames:
             raise InputError(f"MaskEditor: frame must be an integer in [0, {self.n_frames - 1}], got {frame!r}")
         return int(frame)
-
-
-def near(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Pixels within ``radius`` px of ``mask`` (H, W) bool (none when it is empty) -> (H, W) bool."""
-    if not mask.any():
-        return mask.copy()
-    return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3) <= radius
 
 
 def move_points(points: np.ndarray, flow_ij: torch.Tensor, flow_ji: torch.Tensor, tol: float = 2.0) -> np.ndarray:

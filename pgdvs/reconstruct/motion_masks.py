@@ -25,6 +25,7 @@ from scipy import ndimage
 
 from ..errors import InputError
 from ..geometry import in_image, invert_pose, pixel_grid, project_points, unproject_depth
+from ..videoio import to_uint8
 from ..warp import backward_warp, flow_consistency
 
 REFERENCE_SIZE = 480  # pixel thresholds are given at this image size (longest side) and scaled with it
@@ -249,7 +250,7 @@ def snap_to_colour(frame: np.ndarray, mask: np.ndarray, band: int, iterations: i
     labels[outer[crop]] = cv2.GC_PR_BGD
     labels[mask[crop]] = cv2.GC_PR_FGD
     labels[cv2.erode(m8, kernel)[crop] > 0] = cv2.GC_FGD
-    image = np.ascontiguousarray((np.clip(frame[crop], 0, 1) * 255).astype(np.uint8))
+    image = np.ascontiguousarray(to_uint8(frame[crop]))
     cv2.setRNGSeed(0)  # GrabCut's GMM initialisation draws from OpenCV's global generator
     try:
         cv2.grabCut(image, labels, None, np.zeros((1, 65)), np.zeros((1, 65)), iterations, cv2.GC_INIT_WITH_MASK)

@@ -197,14 +197,14 @@ class ClassicalSegmenter:
         ring around the region as probable background (definite with ``inside_only``: then only the region's
         pixels can change) and definite background beyond. -> (H, W) bool foreground, None when it cannot run."""
         h, w = region.shape
-        near = cv2.distanceTransform((~region).astype(np.uint8), cv2.DIST_L2, 3) <= band
+        ring = near(region, band)
         gc = np.full((h, w), cv2.GC_BGD, np.uint8)
         if not inside_only:
-            gc[near] = cv2.GC_PR_BGD
+            gc[ring] = cv2.GC_PR_BGD
         gc[region] = cv2.GC_PR_FGD
         gc[fg] = cv2.GC_FGD
         gc[bg] = cv2.GC_BGD
-        y0, y1, x0, x1 = _crop(near, pad=2 if inside_only else band)  # definite background for its colours
+        y0, y1, x0, x1 = _crop(ring, pad=2 if inside_only else band)  # definite background for its colours
         sub = gc[y0:y1, x0:x1].copy()
         cv2.setRNGSeed(0)  # GrabCut's k-means start draws from OpenCV's global RNG: same clicks, same mask
         try:
@@ -283,6 +283,13 @@ def components_touching(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     _, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
     hit = np.unique(labels[seeds & mask])
     return np.isin(labels, hit[hit > 0])
+
+
+def near(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Pixels within ``radius`` px of ``mask`` (H, W) bool (none when it is empty) -> (H, W) bool."""
+    if not mask.any():
+        return mask.copy()
+    return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3) <= radius
 
 
 def disks(points: np.ndarray, hw: tuple[int, int], radius: int) -> np.ndarray:

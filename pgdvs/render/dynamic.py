@@ -114,6 +114,7 @@ def splat_cloud(frames: Frames, cloud: DynamicCloud, target: Target, cfg: Dynami
     height, width = frames.hw
     n_pix = height * width
     uv_t, z_t = project(cloud.points, target.K, target.c2w)
+    grid = pixel_grid(height, width, device=frames.device).reshape(-1, 2)
     if cfg.metric_floor is None:
         pix = torch.arange(n_pix, device=frames.device)
         valid = torch.zeros(n_pix, device=frames.device)
@@ -121,15 +122,14 @@ def splat_cloud(frames: Frames, cloud: DynamicCloud, target: Target, cfg: Dynami
         rgb1 = frames.rgb[cloud.src].reshape(-1, 3)
         rgb1 = rgb1 * valid[:, None] + noise.reshape(-1, 3) * (1.0 - valid[:, None])
         # static (and dropped) pixels keep zero displacement, dynamic ones move to their projection
-        uv = pixel_grid(height, width, device=frames.device).reshape(-1, 2).clone()
+        uv = grid.clone()
         z = torch.zeros(n_pix, device=frames.device)
         uv[cloud.pix], z[cloud.pix] = uv_t, z_t
     else:
         pix, valid, uv, z = cloud.pix, torch.ones(cloud.pix.shape[0], device=frames.device), uv_t, z_t
         rgb1 = frames.rgb[cloud.src].reshape(-1, 3)[pix]
     # colour match with frame t2 through the flow: W(I2, F12) at the splatted pixels
-    match = pixel_grid(height, width, device=frames.device).reshape(-1, 2)[pix] + \
-        _flow(frames, cloud.src, cloud.dst).reshape(-1, 2)[pix]
+    match = grid[pix] + _flow(frames, cloud.src, cloud.dst).reshape(-1, 2)[pix]
     err = (rgb1 - _lookup(frames.rgb[cloud.dst], match, "bilinear", False)).abs().mean(-1)
     metric = (-cfg.alpha * err).clamp(-cfg.alpha, cfg.alpha)
     if cfg.metric_floor is not None:

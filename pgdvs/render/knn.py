@@ -113,6 +113,4 @@ def outlier_keep_mask(points: torch.Tensor, k: int, std_factor: float, median_fa
                       backend: str = "auto") -> torch.Tensor:
     """The original's statistical filter with exact kNN: points (P, 3) -> keep (P,) bool (:func:`keep_by_spread`
     on the mean of the k squared nearest-neighbour distances)."""
-    if points.shape[0] <= 1:
-        return torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
     return keep_by_spread(knn_sqdist(points, k, backend).mean(1), std_factor, median_factor)

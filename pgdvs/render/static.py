@@ -126,10 +126,10 @@ class MaskedIBR:
         """World points of the static pixels (outside the dilated mask) of ``views``, concatenated (P, 3); cached."""
         fr = self.frames
         grid = pixel_grid(*fr.hw, device=fr.device).reshape(-1, 2)
-        for v in views:
+        for v, stack in zip(views, self._source(views)):
             if v not in self._points:
-                static = ~dilate(fr.dyn[v], self.cfg.mask_dilate_px).reshape(-1)
-                self._points[v] = unproject(grid[static], fr.depth[v].reshape(-1)[static], fr.K[v], fr.c2w[v])
+                static = (stack[4] <= 0).reshape(-1)
+                self._points[v] = unproject(grid[static], stack[3].reshape(-1)[static], fr.K[v], fr.c2w[v])
         self._trim(self._points, views)
         return torch.cat([self._points[v] for v in views])
 
