@@ -109,3 +109,13 @@ def test_window_search_cpu_cuda_parity():
     cpu = torch.sort(window_sqdist(pts, pix, (60, 80), 50), dim=1).values
     gpu = torch.sort(window_sqdist(pts.cuda(), pix.cuda(), (60, 80), 50), dim=1).values.cpu()
     assert torch.allclose(cpu, gpu, rtol=1e-6, atol=1e-12)
+
+
+def test_a_point_without_neighbours_does_not_poison_the_statistics():
+    m = torch.rand(200, generator=torch.Generator().manual_seed(5)) + 1.0
+    m[:5] = 50.0  # a heavy tail: the std rule keeps the body
+    with_lone = torch.cat([m, torch.tensor([torch.inf])])  # what window_sqdist gives an isolated pixel
+    for median_factor in (0.0, 4.0):
+        expected = keep_by_spread(m, 0.1, median_factor)
+        assert expected.sum() == 195
+        assert torch.equal(keep_by_spread(with_lone, 0.1, median_factor), torch.cat([expected, torch.tensor([False])]))

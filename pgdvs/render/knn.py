@@ -98,15 +98,17 @@ def keep_by_spread(mean_d2: torch.Tensor, std_factor: float, median_factor: floa
     ``torch.median`` (lower median) and unbiased ``torch.std`` as the original; a single point therefore has
     std NaN and is dropped, exactly as there. ``median_factor`` > 0 (not in the original) also keeps every
     point with m < median_factor * median(m): on a clean cloud the std is small and the original threshold cuts
-    the object's border, while flying pixels sit far above a few medians.
+    the object's border, while flying pixels sit far above a few medians. Non-finite m (a point with no
+    neighbour at all, :func:`window_sqdist`) is dropped and left out of the statistics, which it would make NaN.
     """
-    if mean_d2.shape[0] <= 1:  # no spread to measure (the original's std is NaN and drops the point)
+    finite = torch.isfinite(mean_d2)
+    if int(finite.sum()) <= 1:  # no spread to measure (the original's std is NaN and drops the point)
         return torch.zeros(mean_d2.shape[0], dtype=torch.bool, device=mean_d2.device)
-    median = torch.median(mean_d2)
-    keep = mean_d2 < median + torch.std(mean_d2) * std_factor
+    median = torch.median(mean_d2[finite])
+    keep = mean_d2 < median + torch.std(mean_d2[finite]) * std_factor
     if median_factor > 0:
         keep |= mean_d2 < median_factor * median
-    return keep
+    return keep & finite
 
 
 def outlier_keep_mask(points: torch.Tensor, k: int, std_factor: float, median_factor: float = 0.0,
