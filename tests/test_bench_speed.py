@@ -46,5 +46,6 @@ def test_suite_rows(tmp_path, capsys):
     for row in rows:
         assert row["scene"] == "handheld-room@160x96" and row["fps"] > 0 and row["frames"] > 1
         assert row["seconds_per_frame"] == pytest.approx(1 / row["fps"])
-    assert harness.main(["render-speed", "--hw", "big", "--cache-dir", str(tmp_path / "cache")]) == 2
-    assert "expected HxW" in capsys.readouterr().err
+    for bad in ("big", "0x0"):
+        assert harness.main(["render-speed", "--hw", bad, "--cache-dir", str(tmp_path / "cache")]) == 2
+        assert "expected HxW" in capsys.readouterr().err

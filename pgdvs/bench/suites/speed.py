@@ -103,11 +103,10 @@ def run(args) -> list[dict]:
     scene = load_scene(args.scene, args.size, args.cache_dir)
     views = scene.gt.views if scene.gt is not None else None
     if args.hw:
-        try:
-            hw = tuple(int(x) for x in args.hw.lower().split("x"))
-            assert len(hw) == 2 and min(hw) >= 8
-        except (ValueError, AssertionError):
-            raise InputError(f"--hw {args.hw!r}: expected HxW, e.g. 480x854") from None
+        parts = args.hw.lower().split("x")
+        hw = tuple(int(x) for x in parts) if all(x.strip().isdigit() for x in parts) else ()
+        if len(hw) != 2 or min(hw) < 8:
+            raise InputError(f"--hw {args.hw!r}: expected HxW with sides of at least 8 px, e.g. 480x854")
         if views is not None:
             views = replace(views, K=rescale_intrinsics(torch.as_tensor(views.K), scene.hw, hw).numpy())
         scene = resize_scene(scene, hw)
