@@ -62,8 +62,11 @@ def test_single_point_is_dropped_like_the_original():
 def test_cpu_cuda_parity():
     gen = torch.Generator().manual_seed(2)
     pts = torch.rand(3000, 3, generator=gen)
-    assert torch.equal(knn_sqdist(pts, 50), knn_sqdist(pts.cuda(), 50).cpu())
-    assert torch.equal(outlier_keep_mask(pts, 50, 0.1), outlier_keep_mask(pts.cuda(), 50, 0.1).cpu())
+    # same neighbours, but CUDA reduces the float32 sums (and the std) in another order: distances agree to
+    # rounding, and a point whose mean distance lies within rounding of the threshold may flip
+    torch.testing.assert_close(knn_sqdist(pts.cuda(), 50).cpu(), knn_sqdist(pts, 50), rtol=1e-5, atol=1e-8)
+    flips = outlier_keep_mask(pts, 50, 0.1) != outlier_keep_mask(pts.cuda(), 50, 0.1).cpu()
+    assert flips.float().mean() <= 1e-3
 
 
 def _plane_cloud(height=30, width=40, spacing=0.01):

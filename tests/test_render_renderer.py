@@ -1,7 +1,6 @@
 """Renderer facade, configs, composite and the `render` CLI."""
 import dataclasses
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -103,6 +102,8 @@ def test_hard_and_soft_composite():
 
 
 def test_cli_renders_videos(scene, tmp_path):
+    import av  # here, not at the top: the CUDA parity tests also run on machines without PyAV
+
     scene.save(tmp_path / "scene")
     out = tmp_path / "out.mp4"
     rc = main(["render", str(tmp_path / "scene"), "--out", str(out), "--frames", "3", "--frames-dir",

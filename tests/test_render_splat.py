@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from pgdvs.render.splat import softmax_splat, softmax_splat_image, softmax_splat_reference, splat_density
+from pgdvs.render.splat import (softmax_splat, softmax_splat_density, softmax_splat_image, softmax_splat_reference,
+                                splat_density)
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -37,6 +38,18 @@ def test_out_of_image_and_nonfinite_samples_are_dropped():
     out = softmax_splat(values, uv, torch.zeros(3), (2, 4))[..., 0]
     assert torch.allclose(out, torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 1.0]]), atol=1e-6)
     assert torch.isfinite(out).all()
+
+
+def test_density_from_the_same_scatter_equals_splat_density():
+    gen = torch.Generator().manual_seed(5)
+    values = torch.rand(300, 2, generator=gen)
+    uv = torch.rand(300, 2, generator=gen) * torch.tensor([12.0, 8.0]) - 1.0
+    uv[3] = float("nan")
+    metric = -5 * torch.rand(300, generator=gen)
+    cover = torch.rand(300, generator=gen) > 0.3  # the samples of "the surface"; the others only splat colour
+    out, density = softmax_splat_density(values, uv, metric, (7, 11), cover.float())
+    assert torch.equal(out, softmax_splat(values, uv, metric, (7, 11)))
+    assert torch.equal(density, splat_density(uv[cover], (7, 11)))
 
 
 def test_matches_loop_reference():

@@ -29,16 +29,25 @@ class Composite:
     valid: torch.Tensor
 
 
+def _bounding_box(mask: torch.Tensor) -> list[int] | None:
+    """[row0, row1, col0, col1] (inclusive) of the True pixels of mask (H, W), None when there are none. One
+    transfer from the device (a nonzero and four scalars would be five)."""
+    rows, cols = mask.any(1).cumsum(0), mask.any(0).cumsum(0)  # hits so far along each axis
+    # first hit: the number of leading zeros; last hit: where the count reaches its maximum
+    box = torch.stack([(rows == 0).sum(), rows.argmax(), (cols == 0).sum(), cols.argmax(), rows[-1]]).tolist()
+    return box[:4] if box[4] > 0 else None
+
+
 def close_holes(dyn: DynamicLayer, radius: int) -> DynamicLayer:
     """Morphological closing of the coverage; newly covered pixels get the alpha-weighted mean colour/depth of
     the dynamic pixels in their (2r+1)^2 window. Works on the coverage's bounding box grown by 2r (exact: no
     pixel further out can change)."""
-    rows, cols = torch.nonzero(dyn.alpha > 0, as_tuple=True)
-    if rows.numel() == 0:
+    box = _bounding_box(dyn.alpha > 0)
+    if box is None:
         return dyn
     height, width = dyn.alpha.shape
-    y0, y1 = max(int(rows.min()) - 2 * radius, 0), min(int(rows.max()) + 2 * radius + 1, height)
-    x0, x1 = max(int(cols.min()) - 2 * radius, 0), min(int(cols.max()) + 2 * radius + 1, width)
+    y0, y1 = max(box[0] - 2 * radius, 0), min(box[1] + 2 * radius + 1, height)
+    x0, x1 = max(box[2] - 2 * radius, 0), min(box[3] + 2 * radius + 1, width)
     crop = DynamicLayer(*(x[y0:y1, x0:x1] for x in (dyn.rgb, dyn.mask, dyn.alpha, dyn.depth)))
     closed = _close_holes_dense(crop, radius)
     if closed is crop:

@@ -57,7 +57,9 @@ class StaticConfig:
     # > 0: blend only the nearest primary_views sources; the farther ones fill just the pixels none of those
     # saw as static background (disocclusions, pixels behind a moving object). 0 = blend all n_src_views.
     primary_views: int = 0
-    views_per_chunk: int = 5             # source views projected at once (memory: ~100 B per pixel and view)
+    # memory bound of the colour gather: samples of views_per_chunk x H x W (input size) at once, ~100 B each (a
+    # whole target takes 5 views per pass, the few pixels left for the farther views take them all in one)
+    views_per_chunk: int = 5
     mask_dilate_px: int = 1              # source dynamic masks grown before exclusion (edges carry mixed colour)
     # fused point cloud (geo)
     # st_pcl_remove_outlier: the original's config default (false); its geo scripts also ran true with std 0.2.

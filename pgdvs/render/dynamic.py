@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import torch
 
 from ..warp import flow_consistency, sample_image
-from ..geometry import pixel_grid, project_points as project, unproject_pixels as unproject
+from ..geometry import in_image, project_points as project, unproject_pixels as unproject
 from .config import DynamicConfig
 from .frames import Frames, Target, temporal_pair
 from .knn import keep_by_spread, outlier_keep_mask, window_sqdist
 from .points import render_points
-from .splat import softmax_splat, splat_density
+from .splat import softmax_splat_density
 
 
 @dataclass
@@ -75,25 +75,27 @@ def dynamic_cloud(frames: Frames, src: int, dst: int, t: float, cfg: DynamicConf
             diff = flow_consistency(flow[None], back[None])[0]
             mask = mask & (diff.abs().sum(-1) <= cfg.flow_consistency_threshold).reshape(-1)
     pix = torch.nonzero(mask).squeeze(1)
-    uv = pixel_grid(height, width, device=frames.device).reshape(-1, 2)[pix]
+    uv = frames.grid()[pix]
     uv2 = uv + flow.reshape(-1, 2)[pix]
-    ok = (uv2[:, 0] >= 0) & (uv2[:, 0] <= width - 1) & (uv2[:, 1] >= 0) & (uv2[:, 1] <= height - 1)
+    ok = torch.nonzero(in_image(uv2, height, width)).squeeze(1)
     pix, uv, uv2 = pix[ok], uv[ok], uv2[ok]
     pts = unproject(uv, frames.depth[src].reshape(-1)[pix], frames.K[src], frames.c2w[src])
     if src == dst:
         colors = frames.rgb[src].reshape(-1, 3)[pix]
     else:
-        depth2 = _lookup(frames.depth[dst][..., None], uv2, "nearest", cfg.half_pixel_lookup)[:, 0]
         colors = _lookup(frames.rgb[dst], uv2, "bilinear", cfg.half_pixel_lookup)
-        pts2 = unproject(uv2, depth2, frames.K[dst], frames.c2w[dst])
         w_dst = (t - src) / (dst - src)  # constant velocity between the two frames
-        pts = (1.0 - w_dst) * pts + w_dst * pts2
+        if w_dst != 0:  # at t = src the points are those of src (the lift in dst has weight 0)
+            depth2 = _lookup(frames.depth[dst][..., None], uv2, "nearest", cfg.half_pixel_lookup)[:, 0]
+            pts2 = unproject(uv2, depth2, frames.K[dst], frames.c2w[dst])
+            pts = (1.0 - w_dst) * pts + w_dst * pts2
     if cfg.remove_outliers and pts.shape[0] > 0:
         if cfg.outlier_window > 0:
             d2 = window_sqdist(pts, pix, frames.hw, cfg.outlier_knn, cfg.outlier_window)
             keep = keep_by_spread(d2.mean(1), cfg.outlier_std, cfg.outlier_median_factor)
         else:
             keep = outlier_keep_mask(pts, cfg.outlier_knn, cfg.outlier_std, cfg.outlier_median_factor)
+        keep = torch.nonzero(keep).squeeze(1)
         pts, pix, colors = pts[keep], pix[keep], colors[keep]
     return DynamicCloud(src, dst, pts, pix, colors)
 
@@ -114,7 +116,7 @@ def splat_cloud(frames: Frames, cloud: DynamicCloud, target: Target, cfg: Dynami
     height, width = frames.hw
     n_pix = height * width
     uv_t, z_t = project(cloud.points, target.K, target.c2w)
-    grid = pixel_grid(height, width, device=frames.device).reshape(-1, 2)
+    grid = frames.grid()
     if cfg.metric_floor is None:
         pix = torch.arange(n_pix, device=frames.device)
         valid = torch.zeros(n_pix, device=frames.device)
@@ -136,12 +138,14 @@ def splat_cloud(frames: Frames, cloud: DynamicCloud, target: Target, cfg: Dynami
         # a bad colour match (e.g. on the rim, where the warp of frame t2 mixes in background) no longer drops
         # the pixel against the 1e-7 term
         metric = metric.clamp(min=-cfg.metric_floor)
-    out = softmax_splat(torch.cat([rgb1, valid[:, None], z[:, None]], dim=1), uv, metric, target.hw)
+    # valid marks the cloud's samples: the density is theirs (splatted at uv_t)
+    out, density = softmax_splat_density(torch.cat([rgb1, valid[:, None], z[:, None]], dim=1), uv, metric, target.hw,
+                                         valid)
     mask = out[..., 3] > cfg.mask_threshold
     rgb = out[..., :3] * mask[..., None]
-    depth = torch.where(mask, out[..., 4] / out[..., 3].clamp(min=1e-12), torch.zeros_like(out[..., 4]))
+    depth = torch.where(mask, out[..., 4] / out[..., 3].clamp(min=1e-12), 0.0)
     if cfg.alpha_gain > 0:  # partial coverage on the border instead of the binary mask (a 1-pixel seam)
-        alpha = (splat_density(uv_t, target.hw) * cfg.alpha_gain).clamp(max=1.0) * mask
+        alpha = (density * cfg.alpha_gain).clamp(max=1.0) * mask
     else:
         alpha = mask.float()
     return DynamicLayer(rgb, mask, alpha, depth)
@@ -183,6 +187,7 @@ class DynamicRenderer:
         self.frames = frames
         self.cfg = cfg
         self._noise = _noise(frames.hw, cfg.noise_seed, frames.device)
+        self._has_dynamic = frames.dyn.flatten(1).any(1).tolist()  # per frame, on the host: no sync per render
         self._clouds: dict[tuple[int, int, float], DynamicCloud | None] = {}
 
     def _cloud(self, src: int, dst: int, t: float) -> DynamicCloud | None:
@@ -194,7 +199,7 @@ class DynamicRenderer:
         return self._clouds[key]
 
     def _one_side(self, src: int, dst: int, target: Target) -> DynamicLayer | None:
-        if not bool(self.frames.dyn[src].any()):
+        if not self._has_dynamic[src]:
             return empty_layer(target.hw, self.frames.device)
         cloud = self._cloud(src, dst, target.t)
         if cloud is None:

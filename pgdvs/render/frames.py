@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
 
 from ..errors import InputError
+from ..geometry import pixel_grid
 from ..scene import Scene
 
 
@@ -31,6 +33,7 @@ class Frames:
     c2w: torch.Tensor
     flow_fwd: torch.Tensor | None
     flow_bwd: torch.Tensor | None
+    _grids: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def from_scene(cls, scene: Scene, device="cpu") -> "Frames":
@@ -59,15 +62,29 @@ class Frames:
         """Camera centres (N, 3)."""
         return self.c2w[:, :3, 3]
 
+    @cached_property
+    def host_centers(self) -> torch.Tensor:
+        """Camera centres (N, 3) on the CPU: source views are picked there, without a device sync."""
+        return self.centers.cpu()
+
+    def grid(self, hw: tuple[int, int] | None = None) -> torch.Tensor:
+        """Integer pixel coordinates (H*W, 2) of an H x W image (default: the frames'), built once per size."""
+        hw = tuple(hw or self.hw)
+        if hw not in self._grids:
+            self._grids[hw] = pixel_grid(*hw, device=self.device).reshape(-1, 2)
+        return self._grids[hw]
+
 
 @dataclass
 class Target:
-    """One view to render: fractional time t in [0, N-1], K (3, 3), c2w (4, 4) float32 on the device, hw."""
+    """One view to render: fractional time t in [0, N-1], K (3, 3), c2w (4, 4) float32 on the device, hw,
+    center (3,) the camera centre on the CPU (for :func:`nearest_views` with ``Frames.host_centers``)."""
 
     t: float
     K: torch.Tensor
     c2w: torch.Tensor
     hw: tuple[int, int]
+    center: torch.Tensor
 
 
 def make_target(frames: Frames, t: float, c2w, K, hw=None) -> Target:
@@ -77,13 +94,14 @@ def make_target(frames: Frames, t: float, c2w, K, hw=None) -> Target:
         raise InputError(f"render target: 'hw' must be (height, width) with positive sides, got {hw}")
     if not math.isfinite(float(t)) or not 0.0 <= float(t) <= frames.n - 1:
         raise InputError(f"render target: time t={t} is outside [0, {frames.n - 1}] (the scene has {frames.n} frames)")
-    c2w = torch.as_tensor(np.asarray(c2w) if not torch.is_tensor(c2w) else c2w, dtype=torch.float32).to(frames.device)
-    K = torch.as_tensor(np.asarray(K) if not torch.is_tensor(K) else K, dtype=torch.float32).to(frames.device)
+    # checked on the CPU: on a GPU each check would wait for the device
+    c2w = torch.as_tensor(np.asarray(c2w) if not torch.is_tensor(c2w) else c2w, dtype=torch.float32).cpu()
+    K = torch.as_tensor(np.asarray(K) if not torch.is_tensor(K) else K, dtype=torch.float32).cpu()
     if c2w.shape != (4, 4) or K.shape != (3, 3):
         raise InputError(f"render target: c2w must be 4x4 and K 3x3, got {tuple(c2w.shape)} and {tuple(K.shape)}")
     if not (torch.isfinite(c2w).all() and torch.isfinite(K).all()) or K[0, 0] <= 0 or K[1, 1] <= 0:
         raise InputError("render target: c2w/K must be finite with positive focal lengths")
-    return Target(float(t), K, c2w, hw)
+    return Target(float(t), K.to(frames.device), c2w.to(frames.device), hw, c2w[:3, 3])
 
 
 def temporal_pair(t: float, n: int) -> tuple[int, int]:
@@ -94,7 +112,8 @@ def temporal_pair(t: float, n: int) -> tuple[int, int]:
 
 def nearest_views(centers: torch.Tensor, center: torch.Tensor, count: int) -> torch.Tensor:
     """Indices of the ``count`` frames whose camera centres (N, 3) are closest to ``center`` (3,), sorted by
-    frame index as the original does. Ties go to the earlier frame (stable sort)."""
+    frame index as the original does. Ties go to the earlier frame (stable sort). Pass CPU tensors
+    (``Frames.host_centers``, ``Target.center``) to get the list without a device sync."""
     dist = torch.linalg.norm(centers - center[None], dim=-1)
     order = torch.sort(dist, stable=True).indices[: min(count, centers.shape[0])]
     return torch.sort(order).values

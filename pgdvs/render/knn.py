@@ -3,7 +3,8 @@
 Distances are **squared** Euclidean (PyTorch3D ``knn_points`` convention) so thresholds match the original.
 Neighbours are found either with chunked brute force in torch (any device) or with scipy's cKDTree (CPU,
 much faster for the ~1e4-1e5 points of a dynamic cloud); either way the returned distances are recomputed
-from the coordinates in float32, so both backends give the same numbers.
+from the coordinates in float32, so both backends give the same numbers (on one device: CUDA sums in another
+order, to within rounding).
 
 ``window_sqdist`` is the project default's cheaper search for clouds lifted from an image: neighbours are
 looked for only among the points of nearby source pixels (cheaper on CPU, no O(P^2) work on CUDA).
@@ -79,13 +80,12 @@ def window_sqdist(points: torch.Tensor, pix: torch.Tensor, hw: tuple[int, int], 
     slot = torch.full(((height + 2 * radius) * padded_width,), n, dtype=torch.long, device=points.device)
     centre = (pix // width + radius) * padded_width + pix % width + radius
     slot[centre] = torch.arange(n, device=points.device)
-    offsets = torch.arange(-radius, radius + 1, device=points.device)
-    shifts = (offsets[:, None] * padded_width + offsets[None]).flatten()
-    shifts = shifts[shifts != 0]
+    window = range(-radius, radius + 1)
+    shifts = torch.tensor([dy * padded_width + dx for dy in window for dx in window if dy or dx], device=points.device)
     other = torch.index_select(slot, 0, (centre[:, None] + shifts[None]).flatten())  # (P * M,), n = empty
     coords = torch.cat([points, torch.full((1, 3), torch.inf, device=points.device)]).T.contiguous()
-    d2 = sum((torch.index_select(coords[c], 0, other).view(n, -1) - coords[c, :n, None]) ** 2 for c in range(3))
-    d2 = torch.topk(d2, k, dim=1, largest=False, sorted=False).values
+    sq = (torch.index_select(coords, 1, other).view(3, n, -1) - coords[:, :n, None]) ** 2  # (3, P, M)
+    d2 = torch.topk(sq[0] + sq[1] + sq[2], k, dim=1, largest=False, sorted=False).values
     found = torch.isfinite(d2)
     farthest = torch.where(found, d2, 0.0).amax(1, keepdim=True)
     farthest = torch.where(found.any(1, keepdim=True), farthest, torch.inf)
@@ -102,10 +102,11 @@ def keep_by_spread(mean_d2: torch.Tensor, std_factor: float, median_factor: floa
     neighbour at all, :func:`window_sqdist`) is dropped and left out of the statistics, which it would make NaN.
     """
     finite = torch.isfinite(mean_d2)
-    if int(finite.sum()) <= 1:  # no spread to measure (the original's std is NaN and drops the point)
+    measured = mean_d2[finite]
+    if measured.shape[0] <= 1:  # no spread to measure (the original's std is NaN and drops the point)
         return torch.zeros(mean_d2.shape[0], dtype=torch.bool, device=mean_d2.device)
-    median = torch.median(mean_d2[finite])
-    keep = mean_d2 < median + torch.std(mean_d2[finite]) * std_factor
+    median = torch.median(measured)
+    keep = mean_d2 < median + torch.std(measured) * std_factor
     if median_factor > 0:
         keep |= mean_d2 < median_factor * median
     return keep & finite

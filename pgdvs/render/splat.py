@@ -16,17 +16,27 @@ from ..geometry import pixel_grid
 SPLAT_EPS = 1e-7
 
 
-def _corners(uv: torch.Tensor):
-    """The 4 bilinear corners of each position: list of (x (P,), y (P,), weight (P,)), original kernel order."""
+def _bilinear_targets(uv: torch.Tensor, hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the bilinear kernel of each position lands: flat pixel index (4, P) long and weight (4, P), corners
+    in the original kernel order (x0 y0, x1 y0, x0 y1, x1 y1). Corners outside the image (or of a non-finite
+    position) get index H*W, a spare cell: a fixed-size scatter instead of boolean selection (a host sync)."""
+    height, width = hw
     x, y = uv[:, 0], uv[:, 1]
     x0, y0 = torch.floor(x), torch.floor(y)
     x1, y1 = x0 + 1, y0 + 1
-    return [
-        (x0, y0, (x1 - x) * (y1 - y)),
-        (x1, y0, (x - x0) * (y1 - y)),
-        (x0, y1, (x1 - x) * (y - y0)),
-        (x1, y1, (x - x0) * (y - y0)),
-    ]
+    cx, cy = torch.stack([x0, x1]), torch.stack([y0, y1])  # (2, P)
+    wx, wy = torch.stack([x1 - x, x - x0]), torch.stack([y1 - y, y - y0])
+    inside = ((cy >= 0) & (cy < height))[:, None] & ((cx >= 0) & (cx < width))[None]  # (2 rows, 2 cols, P)
+    index = torch.where(inside, cy[:, None] * width + cx[None], height * width).long()
+    return index.reshape(4, -1), (wx[None] * wy[:, None]).reshape(4, -1)
+
+
+def _scatter_add(index: torch.Tensor, values: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """Sum values (4, P, C) into their pixels index (4, P) -> (H*W, C), the spare cell dropped."""
+    height, width = hw
+    acc = values.new_zeros(height * width + 1, values.shape[-1])
+    acc.index_add_(0, index.reshape(-1), values.reshape(-1, values.shape[-1]))
+    return acc[:-1]
 
 
 def softmax_splat(values: torch.Tensor, uv: torch.Tensor, metric: torch.Tensor, hw: tuple[int, int],
@@ -36,31 +46,27 @@ def softmax_splat(values: torch.Tensor, uv: torch.Tensor, metric: torch.Tensor, 
     values (P, C), uv (P, 2) target pixel positions (u = column, v = row), metric (P,) = Z -> (H, W, C).
     Non-finite positions are skipped, as in the original kernel.
     """
-    height, width = hw
+    return softmax_splat_density(values, uv, metric, hw, metric.new_zeros(metric.shape), eps)[0]
+
+
+def softmax_splat_density(values: torch.Tensor, uv: torch.Tensor, metric: torch.Tensor, hw: tuple[int, int],
+                          coverage: torch.Tensor, eps: float = SPLAT_EPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`softmax_splat` and, from the same scatter, the plain bilinear sum of coverage (P,) -> (H, W): with
+    coverage 1 on the samples of a surface (0 elsewhere) it is their :func:`splat_density`."""
     chans = values.shape[1]
-    ok = torch.isfinite(uv).all(-1)
-    values, uv, metric = values[ok], uv[ok], metric[ok]
-    weighted = torch.cat([values * torch.exp(metric)[:, None], torch.exp(metric)[:, None]], dim=1)
-    acc = torch.zeros(height * width, chans + 1, dtype=values.dtype, device=values.device)
-    for cx, cy, b in _corners(uv):
-        inside = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
-        index = (cy[inside] * width + cx[inside]).long()
-        acc.index_add_(0, index, weighted[inside] * b[inside, None])
-    out = acc[:, :chans] / (acc[:, chans:] + eps)
-    return out.reshape(height, width, chans)
+    index, b = _bilinear_targets(uv, hw)
+    e = torch.exp(metric)[:, None]
+    acc = _scatter_add(index, torch.cat([values * e, e, coverage[:, None]], dim=1)[None] * b[..., None], hw)
+    out = acc[:, :chans] / (acc[:, chans:chans + 1] + eps)
+    return out.reshape(*hw, chans), acc[:, chans + 1].reshape(hw)
 
 
 def splat_density(uv: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     """Unnormalised bilinear coverage: sum of the kernel weights landing on each pixel. uv (P, 2) -> (H, W).
 
     About 1 inside a splatted surface at unit magnification, fractional on its border (anti-aliasing)."""
-    height, width = hw
-    uv = uv[torch.isfinite(uv).all(-1)]
-    acc = torch.zeros(height * width, dtype=uv.dtype, device=uv.device)
-    for cx, cy, b in _corners(uv):
-        inside = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
-        acc.index_add_(0, (cy[inside] * width + cx[inside]).long(), b[inside])
-    return acc.reshape(height, width)
+    index, b = _bilinear_targets(uv, hw)
+    return _scatter_add(index, b[..., None], hw).reshape(hw)
 
 
 def softmax_splat_image(image: torch.Tensor, flow: torch.Tensor, metric: torch.Tensor) -> torch.Tensor:

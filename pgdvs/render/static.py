@@ -9,7 +9,8 @@ Interface (what the GNT renderer implements to plug in)::
     register_static_renderer("gnt", MyStatic)         # then StaticConfig(renderer="gnt")
 
 ``frames`` holds every input frame on the render device (rgb, depth, dynamic masks, K, c2w);
-``nearest_views(frames.centers, target.c2w[:3, 3], cfg.n_src_views)`` is the original's spatial source set.
+``nearest_views(frames.host_centers, target.center, cfg.n_src_views)`` is the original's spatial source set
+(on the CPU: no device sync).
 
 Built-in renderers:
 - ``ibr`` (masked IBR, project default, no learned weights): target depth from the static geometry of the
@@ -30,8 +31,8 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..warp import sample_image
-from ..geometry import (in_image, invert_pose, pixel_grid, project_points as project,
-                        transform_points as transform, unproject_depth, unproject_pixels as unproject)
+from ..geometry import (in_image, invert_pose, project_points as project, transform_points as transform,
+                        unproject_depth, unproject_pixels as unproject)
 from .config import StaticConfig
 from .frames import Frames, Target, nearest_views
 from .knn import outlier_keep_mask
@@ -71,10 +72,11 @@ def fill_holes_background(depth: torch.Tensor, levels: int) -> torch.Tensor:
     """Fill holes (+inf) of a depth map (H, W) from a max-pooled pyramid: a hole takes the farthest known depth
     around it at the finest level that has one (holes in a z-buffer are mostly disocclusions, i.e. background).
     ``levels`` halvings reach holes about 2^levels pixels wide; larger ones stay +inf."""
-    known = torch.where(torch.isinf(depth), torch.full_like(depth, -torch.inf), depth)[None, None]
+    known = torch.where(torch.isinf(depth), -torch.inf, depth)[None, None]
     pyramid = [known]
+    # all levels, also below one without holes (it passes up unchanged): stopping there costs a host sync per level
     for _ in range(levels):
-        if min(pyramid[-1].shape[-2:]) < 2 or not bool(torch.isinf(pyramid[-1]).any()):
+        if min(pyramid[-1].shape[-2:]) < 2:
             break
         pyramid.append(max_filter(pyramid[-1], 1)[..., ::2, ::2])  # = max_pool2d(3, stride 2, pad 1)
     filled = pyramid[-1]
@@ -82,16 +84,16 @@ def fill_holes_background(depth: torch.Tensor, levels: int) -> torch.Tensor:
         up = max_filter(F.interpolate(filled, size=level.shape[-2:], mode="nearest"), 1)
         filled = torch.where(torch.isinf(level), up, level)
     out = filled[0, 0]
-    return torch.where(torch.isinf(out), torch.full_like(out, torch.inf), out)
+    return torch.where(torch.isinf(out), torch.inf, out)
 
 
 def zbuffer_depth(points: torch.Tensor, target: Target) -> torch.Tensor:
     """Nearest z of world points (P, 3) per target pixel, rounded to the nearest pixel. (H, W), +inf = empty."""
     height, width = target.hw
     uv, z = project(points, target.K, target.c2w)
-    u, v = torch.round(uv[:, 0]), torch.round(uv[:, 1])
-    ok = (z > 0) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
-    index = torch.where(ok, v * width + u, height * width).long()  # misses go to a spare last cell
+    uv = torch.round(uv)
+    ok = (z > 0) & in_image(uv, height, width)
+    index = torch.where(ok, uv[:, 1] * width + uv[:, 0], height * width).long()  # misses go to a spare last cell
     zbuf = torch.full((height * width + 1,), torch.inf, device=points.device)
     zbuf.scatter_reduce_(0, index, z, reduce="amin")
     return zbuf[:-1].reshape(height, width)
@@ -125,66 +127,66 @@ class MaskedIBR:
     def _static_points(self, views: list[int]) -> torch.Tensor:
         """World points of the static pixels (outside the dilated mask) of ``views``, concatenated (P, 3); cached."""
         fr = self.frames
-        grid = pixel_grid(*fr.hw, device=fr.device).reshape(-1, 2)
         for v, stack in zip(views, self._source(views)):
             if v not in self._points:
-                static = (stack[4] <= 0).reshape(-1)
-                self._points[v] = unproject(grid[static], stack[3].reshape(-1)[static], fr.K[v], fr.c2w[v])
+                static = torch.nonzero(stack[4].reshape(-1) <= 0).squeeze(1)
+                self._points[v] = unproject(fr.grid()[static], stack[3].reshape(-1)[static], fr.K[v], fr.c2w[v])
         self._trim(self._points, views)
         return torch.cat([self._points[v] for v in views])
 
     def _target_depth(self, target: Target) -> torch.Tensor:
-        views = nearest_views(self.frames.centers, target.c2w[:3, 3], self.cfg.depth_views).tolist()
+        views = nearest_views(self.frames.host_centers, target.center, self.cfg.depth_views).tolist()
         return fill_holes_background(zbuffer_depth(self._static_points(views), target), self.cfg.hole_fill_levels)
 
-    def _gather(self, views: list[int], world: torch.Tensor, to_target: torch.Tensor, acc: torch.Tensor) -> None:
-        """Add the samples of source ``views`` for world points (P, 3) to ``acc`` (8, P): rgb numerator and
+    def _gather(self, views: list[int], world: torch.Tensor, to_target: torch.Tensor) -> torch.Tensor:
+        """Samples of source ``views`` for world points (P, 3), summed over the views (8, P): rgb numerator and
         weight of the static-visible samples, then the same for every in-view sample (fallback)."""
         fr, cfg = self.frames, self.cfg
-        for start in range(0, len(views), cfg.views_per_chunk):
-            chunk = views[start:start + cfg.views_per_chunk]
-            uv, z = project(world[None], fr.K[chunk], fr.c2w[chunk])  # (V, P, 2), (V, P)
+        n = world.shape[0]
+        step = max(1, cfg.views_per_chunk * fr.hw[0] * fr.hw[1] // max(n, 1))  # see StaticConfig.views_per_chunk
+        total = None
+        for start in range(0, len(views), step):
+            chunk = views[start:start + step]
+            index = torch.tensor(chunk, device=fr.device)
+            c2w = fr.c2w.index_select(0, index)
+            uv, z = project(world[None], fr.K.index_select(0, index), c2w)  # (V, P, 2), (V, P)
             inside = in_image(uv, *fr.hw) & (z > 0)
-            s = torch.stack([sample_image(src[None], uv[i:i + 1])[0] for i, src in enumerate(self._source(chunk))])
-            # s (V, 5, P): rgb, depth, dynamic
+            s = sample_image(torch.stack(self._source(chunk)), uv)  # (V, 5, P): rgb, depth, dynamic
             visible = (z - s[:, 3]).abs() <= cfg.depth_tolerance * s[:, 3]
             # view weight from the angle between the rays to target and source: 1 - cos ~ angle^2 / 2
-            to_source = F.normalize(fr.centers[chunk][:, None] - world[None], dim=-1)
+            to_source = F.normalize(c2w[:, None, :3, 3] - world[None], dim=-1)
             one_minus_cos = (1.0 - (to_target[None] * to_source).sum(-1)).clamp(min=0.0)
             w = (2.0 * one_minus_cos + cfg.angle_eps ** 2) ** (-cfg.angle_power / 2) * inside
             use = w * (visible & (s[:, 4] <= 1e-3))
-            acc[:3] += (use[:, None] * s[:, :3]).sum(0)
-            acc[3] += use.sum(0)
-            acc[4:7] += (w[:, None] * s[:, :3]).sum(0)
-            acc[7] += w.sum(0)
+            weights = torch.stack([use, w], 1)[:, :, None]  # (V, 2, 1, P)
+            part = torch.cat([weights * s[:, None, :3], weights], 2).sum(0).reshape(8, n)
+            total = part if total is None else total + part
+        return total
 
     def render(self, target: Target) -> StaticLayer:
         fr, cfg = self.frames, self.cfg
         height, width = target.hw
         depth = self._target_depth(target)
-        known = torch.isfinite(depth).reshape(-1)
-        uv_t = pixel_grid(height, width, device=fr.device).reshape(-1, 2)[known]
-        world = unproject(uv_t, depth.reshape(-1)[known], target.K, target.c2w)
+        finite = torch.isfinite(depth)
+        known = torch.nonzero(finite.reshape(-1)).squeeze(1)
+        world = unproject(fr.grid(target.hw)[known], depth.reshape(-1)[known], target.K, target.c2w)
         to_target = F.normalize(target.c2w[:3, 3] - world, dim=-1)
-        acc = torch.zeros(8, world.shape[0], device=fr.device)
-        center = target.c2w[:3, 3]
-        views = nearest_views(fr.centers, center, cfg.n_src_views).tolist()
-        first = nearest_views(fr.centers, center, cfg.primary_views).tolist() if cfg.primary_views > 0 else views
-        self._gather(first, world, to_target, acc)
+        views = nearest_views(fr.host_centers, target.center, cfg.n_src_views).tolist()
+        first = (nearest_views(fr.host_centers, target.center, cfg.primary_views).tolist() if cfg.primary_views
+                 else views)
+        acc = self._gather(first, world, to_target)
         rest = [v for v in views if v not in first]
         if rest:  # farther views only for the pixels no nearer view saw as static background
             todo = torch.nonzero(acc[3] <= 0).squeeze(1)
-            part = torch.zeros(8, todo.numel(), device=fr.device)
-            self._gather(rest, world[todo], to_target[todo], part)
-            acc[:, todo] += part
-        num, den, num_any, den_any = acc[:3], acc[3], acc[4:7], acc[7]
+            if todo.numel():
+                acc.index_add_(1, todo, self._gather(rest, world[todo], to_target[todo]))
         # where no source saw static background, fall back to every in-view sample (as PGDVS's attention does)
-        rgb_known = torch.where(den > 0, num / den.clamp(min=1e-12), num_any / den_any.clamp(min=1e-12)).T
-        rgb = torch.zeros(height * width, 3, device=fr.device)
-        rgb[known] = rgb_known
-        valid = torch.zeros(height * width, dtype=torch.bool, device=fr.device)
-        valid[known] = den_any > 0
-        depth = torch.where(torch.isfinite(depth), depth, torch.zeros_like(depth))
+        sums = acc.view(2, 4, known.shape[0])
+        mean = sums[:, :3] / sums[:, 3:].clamp(min=1e-12)  # (2, 3, P): static-visible, any
+        rgb_known = torch.where(acc[3] > 0, mean[0], mean[1]).T
+        rgb = torch.zeros(height * width, 3, device=fr.device).index_copy_(0, known, rgb_known)
+        valid = torch.zeros(height * width, dtype=torch.bool, device=fr.device).index_copy_(0, known, acc[7] > 0)
+        depth = torch.where(finite, depth, 0.0)
         return StaticLayer(rgb.reshape(height, width, 3), depth, valid.reshape(height, width))
 
 
