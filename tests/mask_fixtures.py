@@ -22,12 +22,14 @@ def _sample(tex: np.ndarray, x: np.ndarray, y: np.ndarray, scale: float) -> np.n
 
 
 def toy_clip(n: int = 8, hw: tuple[int, int] = (72, 96), seed: int = 0, obj_step=(0.12, 0.08), cam_step=(0.08, 0.02),
-             yaw_step: float = 0.004) -> dict:
-    """Camera i at (cam_step * i, 0) yawed by yaw_step * i radians; square centre moves by obj_step per frame.
+             yaw_step: float = 0.004, camouflage: bool = False) -> dict:
+    """Camera i at (cam_step * i, 0) yawed by yaw_step * i radians; square centre moves by obj_step per frame;
+    ``camouflage``: the square wears the background's texture at its scale (only motion tells them apart).
     -> dict(frames (N, H, W, 3) float32, K (N, 3, 3), c2w (N, 4, 4), depth (N, H, W), mask (N, H, W) bool,
     fwd / bwd (N-1, H, W, 2) exact flows i -> i+1 / i+1 -> i, world (N, H, W, 3), flow(i, j) -> (H, W, 2))."""
     rng = np.random.default_rng(seed)
     tex_bg, tex_fg = _texture(rng, (1, 1, 1)), _texture(rng, (1.0, 0.55, 0.45))
+    fg_tex, fg_scale = (tex_bg, 12) if camouflage else (tex_fg, 40)
     h, w = hw
     K = np.array([[0.9 * w, 0, (w - 1) / 2], [0, 0.9 * w, (h - 1) / 2], [0, 0, 1.0]])
     c2w = np.tile(np.eye(4), (n, 1, 1))
@@ -50,7 +52,7 @@ def toy_clip(n: int = 8, hw: tuple[int, int] = (72, 96), seed: int = 0, obj_step
         hit = (np.abs(local[..., 0]) <= FG_HALF) & (np.abs(local[..., 1]) <= FG_HALF)
         mask[i], depth[i] = hit, np.where(hit, s_fg, s_bg)
         world[i] = np.where(hit[..., None], p_fg, p_bg)
-        frames[i] = np.where(hit[..., None], _sample(tex_fg, local[..., 0], local[..., 1], 40),
+        frames[i] = np.where(hit[..., None], _sample(fg_tex, local[..., 0], local[..., 1], fg_scale),
                              _sample(tex_bg, p_bg[..., 0], p_bg[..., 1], 12))
 
     def flow(i, j):

@@ -144,6 +144,23 @@ def test_frames_with_their_own_clicks_keep_them(clip):
     assert fractions[-1] == pytest.approx(1.0) and len(fractions) == len(gt) - 1
 
 
+def test_include_click_on_camouflaged_object_follows_the_flow():
+    camo = toy_clip(camouflage=True)  # the square wears the background's texture: colour alone cannot find it
+    gt, frame, point = camo["mask"][3], camo["frames"][3], interior_point(camo["mask"][3])
+    blind = ClassicalSegmenter().segment(3, frame, [point], [1], np.zeros_like(gt))
+    moving = ClassicalSegmenter().segment(3, frame, [point], [1], np.zeros_like(gt), camo["fwd"][3])
+    assert iou(blind, gt) < 0.5 and iou(moving, gt) > 0.95
+    editor = _editor(camo, np.zeros_like(camo["mask"]))  # the editor hands each frame's flow to the segmenter
+    assert iou(editor.add_point(3, *point, 1), gt) > 0.95
+    assert mean_iou(editor.propagate(), camo["mask"]) > 0.9
+
+
+def test_segmenter_rejects_a_flow_of_the_wrong_shape(clip):
+    gt = clip["mask"][3]
+    with pytest.raises(InputError, match="flow"):
+        ClassicalSegmenter().segment(3, clip["frames"][3], [[10, 10]], [1], gt, np.zeros((5, 5, 2)))
+
+
 def test_grabcut_failure_falls_back_to_prior_and_disks(clip, monkeypatch):
     def broken(*args, **kwargs):
         raise cv2.error("no samples")

@@ -1,5 +1,7 @@
 """reconstruct(): a short synthetic clip end to end, degenerate clips (static camera, pure rotation), the depth
 prior hook, the CLI, and bad inputs that must leave no scene folder behind."""
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -9,8 +11,8 @@ from pgdvs.cli import main
 from pgdvs.errors import InputError
 from pgdvs.ingest import Clip
 from pgdvs.reconstruct import pipeline
-from pgdvs.reconstruct.cameras import guess_intrinsics
-from pgdvs.reconstruct.pipeline import STAGES, ReconstructConfig, reconstruct
+from pgdvs.reconstruct.cameras import CameraEstimate, guess_intrinsics
+from pgdvs.reconstruct.pipeline import STAGES, ReconstructConfig, reconstruct, translates
 from pgdvs.scene import Scene
 
 FAST = ReconstructConfig(depth_prior="none", flow_gaps=(1, 2))
@@ -185,3 +187,15 @@ def test_simulated_clicks_target_the_worst_miss_and_false_positive():
     assert gt[int(inc[1]), int(inc[0])] and abs(inc[0] - 37.5) <= 1 and abs(inc[1] - 27.5) <= 1
     assert est[int(exc[1]), int(exc[0])] and not gt[int(exc[1]), int(exc[0])]
     assert click_targets(gt, gt) == []
+
+
+def test_sfm_overrides_a_rotation_verdict_only_with_real_translation():
+    # a scene dominated by one plane fits a homography like a pure rotation; SfM decides (pipeline._cameras)
+    rng = np.random.default_rng(0)
+    c2w = np.tile(np.eye(4), (3, 1, 1))
+    c2w[:, 0, 3] = [0.0, 0.05, 0.1]
+    points = rng.normal(size=(200, 3)) * 0.2 + [0.0, 0.0, 1.0]
+    est = CameraEstimate(np.eye(3), c2w, np.ones(3, bool), points, 0.3, "colmap")
+    assert translates(est)
+    assert not translates(dataclasses.replace(est, points=points[:5]))  # what COLMAP makes of a pure rotation
+    assert not translates(dataclasses.replace(est, c2w=np.tile(np.eye(4), (3, 1, 1))))

@@ -80,7 +80,7 @@ class MaskEditor:
         clicks = self._clicks.setdefault(frame, [])
         pts = np.array([[c.x, c.y] for c in clicks] + [[x, y]], float)
         labels = np.array([c.label for c in clicks] + [int(label)])
-        mask = np.asarray(self.segmenter.segment(frame, self.frames[frame], pts, labels, base), bool)
+        mask = np.asarray(self.segmenter.segment(frame, self.frames[frame], pts, labels, base, self._flow(frame)), bool)
         clicks.append(_Click(float(x), float(y), int(label), mask))
         self._masks[frame] = mask
         self.last_edited = frame
@@ -157,9 +157,16 @@ class MaskEditor:
         auto = self._auto[j]
         if len(clicks) == 0:
             return (auto & ~removed) | added
-        seg = np.asarray(self.segmenter.segment(j, self.frames[j], clicks[:, :2], clicks[:, 2].astype(int), auto), bool)
+        seg = np.asarray(self.segmenter.segment(j, self.frames[j], clicks[:, :2], clicks[:, 2].astype(int), auto,
+                                                self._flow(j)), bool)
         reach = max(1, round(self.edit_reach * max(auto.shape)))
         return (auto & ~(~seg & near(removed, reach))) | (seg & near(added, reach))
+
+    def _flow(self, frame: int) -> np.ndarray | None:
+        """The frame's flow to its next frame (the last frame: to its previous one), for the segmenter."""
+        if self.n_frames < 2:
+            return None
+        return (self._fwd[frame] if frame < self.n_frames - 1 else self._bwd[frame - 1]).numpy()
 
     def _click_array(self, frame: int) -> np.ndarray:
         return np.array(self.points(frame), float).reshape(-1, 3)

@@ -15,7 +15,7 @@ a minute on 2 CPU cores (see the ``synthetic-reconstruct`` benchmark's ``seconds
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +33,8 @@ STAGES = ("ingest", "flow", "motion", "cameras", "depth", "masks", "refine", "sa
 MIN_REGISTERED = 0.5  # SfM must register at least this fraction of frames, else rotation-only cameras are used
 ROUGH_SCALE = 2 / 3  # the first depth pass works at this fraction of the final working size
 ROUGH_GAPS = (1, 4)  # ... and triangulates only these frame gaps
+MIN_BASELINE = 0.02  # SfM camera spread / scene depth under which a "rotation" verdict stands
+MIN_SFM_POINTS = 100  # ... and fewer sparse points than this
 MAX_AUTO_DYNAMIC = 0.5  # an automatic mask covering more of a frame than this is a failed estimate, not motion
 
 
@@ -109,6 +111,9 @@ def reconstruct(source, config: ReconstructConfig | None = None, progress: Progr
 
     report("cameras", 0.0, "estimating camera poses")
     K, c2w, camera_info = _cameras(frames, dict(zip(pairs, flows)), motion, config, notices)
+    if motion.kind == "rotation" and camera_info["backend"].startswith("colmap"):
+        motion = replace(motion, kind="general", message="SfM found camera translation (the flow is dominated by "
+                                                         "one plane, which a homography also fits)")
     done("cameras", camera_info["backend"])
 
     prior = None
@@ -233,7 +238,8 @@ def _widest_flows(flows: np.ndarray, pairs: list[tuple[int, int]], count: int = 
 def _cameras(frames, flows, motion, config, notices):
     """flows {(i, j): (H, W, 2)} (every computed pair) -> K (3, 3), c2w (N, 4, 4), info dict for meta.
     SIFT SfM first; when it leaves frames out, SfM on flow tracks (weak texture, small frames), keeping the
-    model that registers more frames."""
+    model that registers more frames. A "rotation" verdict of the flow test is checked by SIFT SfM: a scene
+    dominated by one plane (a wall) fits a homography too, and a model that translates wins."""
     n, h, w = frames.shape[:3]
     K = guess_intrinsics((h, w))
     assumed = "intrinsics: focal length assumed (60 degree horizontal field of view)"
@@ -241,7 +247,9 @@ def _cameras(frames, flows, motion, config, notices):
         notices.append(assumed)
         return K, np.tile(np.eye(4), (n, 1, 1)), {"backend": "static (identity poses)", "registered": n,
                                                   "intrinsics": "assumed"}
-    est = None if motion.kind == "rotation" else colmap_poses(frames, max_features=config.sfm_features)
+    est = colmap_poses(frames, max_features=config.sfm_features)
+    if motion.kind == "rotation" and est is not None and not translates(est):
+        est = None  # SfM agrees with the flow: no translation to measure depth from
     if motion.kind != "rotation" and (est is None or not est.registered.all()):
         tracked = colmap_poses(frames, flows=flows)
         if tracked is not None and (est is None or tracked.registered.sum() > est.registered.sum()):
@@ -257,6 +265,18 @@ def _cameras(frames, flows, motion, config, notices):
     fwd = np.stack([flows[(i, i + 1)] for i in range(n - 1)])
     return K, rotation_only_poses(fwd, K), {"backend": "rotation-only (homographies)", "registered": 0,
                                             "intrinsics": "assumed"}
+
+
+def translates(est) -> bool:
+    """Whether an SfM model shows real camera translation: enough sparse points (a pure rotation yields a
+    handful at best) and a largest distance between registered camera centres of at least MIN_BASELINE of
+    the points' median distance."""
+    centres = est.c2w[est.registered, :3, 3]
+    if len(centres) < 2 or len(est.points) < MIN_SFM_POINTS:
+        return False
+    spread = np.linalg.norm(centres[:, None] - centres[None], axis=-1).max()
+    depth = np.median(np.linalg.norm(est.points[:, None] - centres[None], axis=-1).min(axis=1))
+    return bool(spread >= MIN_BASELINE * depth)
 
 
 def drop_implausible_masks(dyn: np.ndarray, notices: list[str]) -> np.ndarray:

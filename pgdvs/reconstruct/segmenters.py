@@ -1,11 +1,12 @@
 """Click segmenters behind one interface: SAM (segment-anything) when a model is loaded, GrabCut otherwise.
 
-A segmenter edits a frame's dynamic mask from clicks: ``segment(frame_idx, image, points, labels, prior)``
+A segmenter edits a frame's dynamic mask from clicks: ``segment(frame_idx, image, points, labels, prior, flow)``
 returns the prior with the region under the include points (label 1) added and the region under the
-exclude points (label 0) removed; prior components no click touches are kept as they are.
+exclude points (label 0) removed; prior components no click touches are kept as they are. ``flow`` (the
+frame's optical flow to a neighbour) tells a moving object from its background where colour cannot.
 
 Shapes: image (H, W, 3) float in [0, 1] (or uint8), points (P, 2) pixel (x, y) = (column, row), labels (P,)
-int 1 include / 0 exclude, prior_mask (H, W) bool or None -> (H, W) bool.
+int 1 include / 0 exclude, prior_mask (H, W) bool or None, flow (H, W, 2) or None -> (H, W) bool.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class Segmenter(Protocol):
     name: str
 
     def segment(self, frame_idx: int, image: np.ndarray, points: np.ndarray, labels: np.ndarray,
-                prior_mask: np.ndarray | None) -> np.ndarray:
+                prior_mask: np.ndarray | None, flow: np.ndarray | None = None) -> np.ndarray:
         """Edited mask of frame ``frame_idx`` (shapes in the module doc)."""
 
 
@@ -34,7 +35,7 @@ class SamSegmenter:
     Exclude points each remove the SAM segment under them (prompted inside the box of the prior component
     they hit); include points, with the exclude points as negatives and the box of the prior component they
     hit, add one SAM segment. Of SAM's three candidate masks the best scored one wins (plus its IoU with
-    the prior component when there is one).
+    the prior component when there is one). SAM segments by appearance alone: ``flow`` is not used.
     """
 
     name = "sam"
@@ -44,7 +45,7 @@ class SamSegmenter:
         self.cache_size = max(1, cache_size)
         self._cache: OrderedDict = OrderedDict()
 
-    def segment(self, frame_idx, image, points, labels, prior_mask=None):
+    def segment(self, frame_idx, image, points, labels, prior_mask=None, flow=None):
         img = to_uint8_rgb(image)
         points, labels = check_prompt(points, labels, img.shape[:2])
         prior = _prior(prior_mask, img.shape[:2])
@@ -105,11 +106,15 @@ class SamSegmenter:
 class ClassicalSegmenter:
     """Colour region growing refined by GrabCut, one click at a time, never reaching far from the click.
 
-    - An include point adds the object under it: the region of similar colour connected to the click
-      (flood fill on a smoothed image loosened until the region leaks or exceeds ``max_object`` of the
-      image), refined by GrabCut in a band around that region (on texture, where the fill stalls, disks up to
-      ``reach`` x the image size seed GrabCut instead, largest first); a cut that collapses or fills its
-      whole band is refused, and the fill is the answer when none holds. The prior is kept as it is (whether
+    - An include point adds the object under it. Its colour object: the region of similar colour connected
+      to the click (flood fill on a smoothed image loosened until the region leaks or exceeds ``max_object``
+      of the image), refined by GrabCut in a band around that region (on texture, where the fill stalls,
+      disks up to ``reach`` x the image size seed GrabCut instead, largest first); a cut that collapses or
+      fills its whole band is refused, and the fill is the answer when none holds. With the frame's flow,
+      the region moving like the click (the same flood fill on the flow, ``flow_tolerances`` px at 480 px,
+      up to ``max_moving`` of the image) refined by GrabCut comes first, joined by the colour object only
+      where the two agree (:meth:`object_at`); colour alone decides where the click moves like its
+      surroundings. The prior is kept as it is (whether
       the click lands on it or not: a prior component can merge the object with false positives).
     - An exclude point removes the false part of the prior component it lands in: GrabCut with the component
       as probable foreground and the static surroundings (and the click) as background drops the parts that
@@ -121,15 +126,18 @@ class ClassicalSegmenter:
     name = "classical"
 
     def __init__(self, iterations: int = 4, disk: float = 0.012, max_object: float = 0.05, reach: float = 0.2,
-                 texture_radius: float = 0.02, tolerances: tuple[int, ...] = (4, 7, 10, 14, 19, 25, 32)):
+                 texture_radius: float = 0.02, tolerances: tuple[int, ...] = (4, 7, 10, 14, 19, 25, 32),
+                 flow_tolerances: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0), max_moving: float = 0.25):
         self.iterations = iterations
         self.disk = disk
         self.max_object = max_object
         self.reach = reach
         self.texture_radius = texture_radius
         self.tolerances = tolerances
+        self.flow_tolerances = flow_tolerances
+        self.max_moving = max_moving  # a region that moves apart is trusted larger than one of similar colour
 
-    def segment(self, frame_idx, image, points, labels, prior_mask=None):
+    def segment(self, frame_idx, image, points, labels, prior_mask=None, flow=None):
         img = to_uint8_rgb(image)
         h, w = img.shape[:2]
         points, labels = check_prompt(points, labels, (h, w))
@@ -144,13 +152,35 @@ class ClassicalSegmenter:
             removed |= self.false_part(img, prior, point, radius)
         added = np.zeros((h, w), bool)
         for point in points[labels == 1]:
-            added |= self.object_at(img, point, radius)
+            added |= self.object_at(img, point, radius, _flow(flow, (h, w)))
         return (((prior & ~removed) | added) & ~exc_disk) | inc_disk
 
-    def object_at(self, img: np.ndarray, point: np.ndarray, radius: int) -> np.ndarray:
-        """The object under an include ``point`` (x, y) of ``img`` (H, W, 3) uint8 -> (H, W) bool."""
+    def object_at(self, img: np.ndarray, point: np.ndarray, radius: int, flow: np.ndarray | None = None
+                  ) -> np.ndarray:
+        """The object under an include ``point`` (x, y) of ``img`` (H, W, 3) uint8, ``flow`` (H, W, 2) or None
+        -> (H, W) bool. With flow, the region moving like the click, refined by colour; the colour object
+        joins it when it covers most of it without being much larger (motion misses the parts of an
+        articulated object that move otherwise; colour leaks on texture)."""
         h, w = img.shape[:2]
         click = disks(point[None], (h, w), radius)
+        colour = self.colour_object(img, point, click)
+        if flow is None:
+            return colour
+        scale = max(h, w) / 480
+        field = np.dstack([flow, np.zeros((h, w, 1))]).astype(np.float32)
+        moving = region_at(field, point, [t * scale for t in self.flow_tolerances], self.max_moving * h * w,
+                           growth=4.0)
+        if moving.sum() <= click.sum():  # the click moves like its surroundings: colour alone decides
+            return colour
+        cut = self._bounded_cut(img, moving | click, click)
+        # colour refines the border; a cut that lost most of the region lost it to similar colours
+        motion = cut if cut is not None and cut.sum() >= 0.5 * moving.sum() else moving | click
+        agree = (colour & motion).sum() >= 0.7 * motion.sum() and colour.sum() <= 3 * motion.sum()
+        return motion | colour if agree else motion
+
+    def colour_object(self, img: np.ndarray, point: np.ndarray, click: np.ndarray) -> np.ndarray:
+        """The object of similar colour under ``point`` (x, y), ``click`` its disk (H, W) bool -> (H, W) bool."""
+        h, w = img.shape[:2]
         fill = region_at(img, point, self.tolerances, self.max_object * h * w) | click
         seeds = [fill]
         if textured(img, point, round(self.texture_radius * max(h, w))):
@@ -225,8 +255,8 @@ def textured(img: np.ndarray, point: np.ndarray, radius: int, max_std: float = 1
 
 
 def region_at(img: np.ndarray, point: np.ndarray, tolerances, max_area: float, growth: float = 2.0) -> np.ndarray:
-    """Pixels of similar colour 4-connected to ``point`` (x, y): flood fill of the smoothed ``img``
-    (H, W, 3) uint8 within a fixed per-channel range of the click's colour. ``tolerances`` are tried tightest
+    """Pixels of similar value 4-connected to ``point`` (x, y): flood fill of the smoothed ``img``
+    (H, W, 3) uint8 colours or float32 (e.g. flow) within a fixed per-channel range of the click's value. ``tolerances`` are tried tightest
     first and loosened while the region grows by at most ``growth`` x per step and stays under ``max_area``
     pixels: a sudden jump means the fill leaked through the object's border. -> (H, W) bool."""
     h, w = img.shape[:2]
@@ -243,6 +273,15 @@ def region_at(img: np.ndarray, point: np.ndarray, tolerances, max_area: float, g
             break
         region = grown
     return region
+
+
+def _flow(flow, hw: tuple[int, int]) -> np.ndarray | None:
+    if flow is None:
+        return None
+    flow = np.asarray(flow, dtype=np.float32)
+    if flow.shape != (*hw, 2) or not np.isfinite(flow).all():
+        raise InputError(f"segmenter: flow must be a finite (H, W, 2) = {(*hw, 2)} array, got {flow.shape}")
+    return flow
 
 
 def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
