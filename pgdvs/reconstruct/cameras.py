@@ -24,6 +24,7 @@ from ..videoio import to_uint8
 DEFAULT_HFOV_DEG = 60.0  # typical phone video; used when SfM cannot constrain the focal length
 MIN_TRACKED = 0.3  # flow tracks all end at a frame pair where fewer than this fraction of them survive
 UPSAMPLE_BELOW = 320  # SIFT runs on 2x images for frames smaller than this (longer side): too few features else
+SFM_THREADS = 1  # COLMAP is deterministic (fixed seed) only on one thread: same clip, same cameras
 
 
 @dataclass
@@ -69,6 +70,7 @@ def colmap_poses(frames: np.ndarray, static_mask: np.ndarray | None = None, max_
     import pycolmap
 
     pycolmap.logging.minloglevel = 2
+    pycolmap.set_random_seed(seed)  # RANSAC in matching and mapping draws from COLMAP's global generator
     n, height, width = frames.shape[:3]
     if upsample is None:
         upsample = max(height, width) < UPSAMPLE_BELOW
@@ -92,13 +94,13 @@ def colmap_poses(frames: np.ndarray, static_mask: np.ndarray | None = None, max_
             extraction = pycolmap.FeatureExtractionOptions()
             extraction.sift.max_num_features = max_features
             extraction.sift.first_octave = -1 if upsample else 0
-            extraction.num_threads = 2
+            extraction.num_threads = SFM_THREADS
             pycolmap.extract_features(db, image_dir, camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader,
                                       extraction_options=extraction, device=pycolmap.Device.cpu)
             pairing = pycolmap.SequentialPairingOptions()
             pairing.overlap = overlap
             matching = pycolmap.FeatureMatchingOptions()
-            matching.num_threads = 2
+            matching.num_threads = SFM_THREADS
             pycolmap.match_sequential(db, matching_options=matching, pairing_options=pairing,
                                       device=pycolmap.Device.cpu)
         else:
@@ -112,7 +114,7 @@ def colmap_poses(frames: np.ndarray, static_mask: np.ndarray | None = None, max_
             pycolmap.verify_matches(db, tmp / "pairs.txt", options=verify)
         opts = pycolmap.IncrementalPipelineOptions()
         opts.multiple_models = False
-        opts.num_threads = 2
+        opts.num_threads = SFM_THREADS
         opts.random_seed = seed
         opts.mapper.init_min_tri_angle = init_min_tri_angle  # video baselines are short
         opts.mapper.init_min_num_inliers = 50  # small frames have few features (COLMAP's default: 100)
