@@ -199,3 +199,15 @@ def test_sfm_overrides_a_rotation_verdict_only_with_real_translation():
     assert translates(est)
     assert not translates(dataclasses.replace(est, points=points[:5]))  # what COLMAP makes of a pure rotation
     assert not translates(dataclasses.replace(est, c2w=np.tile(np.eye(4), (3, 1, 1))))
+
+
+def test_flow_misfit_tells_right_cameras_from_wrong_ones():
+    from mask_fixtures import toy_clip
+
+    clip = toy_clip(hw=(96, 128), cam_step=(0.3, 0.05))  # the moving square covers 17 % of the pixels
+    flows = {(i, i + 2): clip["flow"](i, i + 2) for i in range(len(clip["frames"]) - 2)}
+    right = CameraEstimate(clip["K"][0], clip["c2w"], np.ones(8, bool), np.zeros((0, 3)), 0.1, "colmap")
+    wrong_c2w = clip["c2w"].copy()
+    wrong_c2w[:, :3, 3] = wrong_c2w[:, [1, 0, 2], 3]  # cameras sliding sideways, estimated as sliding down
+    assert pipeline.flow_misfit(right, flows, (96, 128)) < 0.1
+    assert pipeline.flow_misfit(dataclasses.replace(right, c2w=wrong_c2w), flows, (96, 128)) > 5.0

@@ -35,6 +35,7 @@ ROUGH_SCALE = 2 / 3  # the first depth pass works at this fraction of the final 
 ROUGH_GAPS = (1, 4)  # ... and triangulates only these frame gaps
 MIN_BASELINE = 0.02  # SfM camera spread / scene depth under which a "rotation" verdict stands
 MIN_SFM_POINTS = 100  # ... and fewer sparse points than this
+MAX_FLOW_MISFIT_PX = 1.0  # median epipolar distance of the flow (px at 480) above which SIFT SfM is second-guessed
 MAX_AUTO_DYNAMIC = 0.5  # an automatic mask covering more of a frame than this is a failed estimate, not motion
 
 
@@ -237,8 +238,9 @@ def _widest_flows(flows: np.ndarray, pairs: list[tuple[int, int]], count: int = 
 
 def _cameras(frames, flows, motion, config, notices):
     """flows {(i, j): (H, W, 2)} (every computed pair) -> K (3, 3), c2w (N, 4, 4), info dict for meta.
-    SIFT SfM first; when it leaves frames out, SfM on flow tracks (weak texture, small frames), keeping the
-    model that registers more frames. A "rotation" verdict of the flow test is checked by SIFT SfM: a scene
+    SIFT SfM first; when it leaves frames out or its cameras do not explain the optical flow (a wrong model
+    that registers every frame; :func:`flow_misfit`), SfM on flow tracks (weak texture, small frames), keeping
+    the model that registers more frames, then the one the flow fits better. A "rotation" verdict of the flow test is checked by SIFT SfM: a scene
     dominated by one plane (a wall) fits a homography too, and a model that translates wins."""
     n, h, w = frames.shape[:3]
     K = guess_intrinsics((h, w))
@@ -250,9 +252,11 @@ def _cameras(frames, flows, motion, config, notices):
     est = colmap_poses(frames, max_features=config.sfm_features)
     if motion.kind == "rotation" and est is not None and not translates(est):
         est = None  # SfM agrees with the flow: no translation to measure depth from
-    if motion.kind != "rotation" and (est is None or not est.registered.all()):
+    misfit = flow_misfit(est, flows, (h, w)) if est is not None else np.inf
+    if motion.kind != "rotation" and (est is None or not est.registered.all() or misfit > MAX_FLOW_MISFIT_PX):
         tracked = colmap_poses(frames, flows=flows)
-        if tracked is not None and (est is None or tracked.registered.sum() > est.registered.sum()):
+        if tracked is not None and (est is None or (tracked.registered.sum(), -flow_misfit(tracked, flows, (h, w)))
+                                    > (est.registered.sum(), -misfit)):
             est = tracked
     if est is not None and est.registered.mean() >= MIN_REGISTERED:
         notices.extend(est.notices)  # names frames whose poses are interpolated
@@ -265,6 +269,28 @@ def _cameras(frames, flows, motion, config, notices):
     fwd = np.stack([flows[(i, i + 1)] for i in range(n - 1)])
     return K, rotation_only_poses(fwd, K), {"backend": "rotation-only (homographies)", "registered": 0,
                                             "intrinsics": "assumed"}
+
+
+def flow_misfit(est, flows: dict, hw: tuple[int, int], pairs: int = 8, step: int = 4) -> float:
+    """How far the optical flow strays from the epipolar lines of the estimated cameras: the median over up to
+    ``pairs`` frame pairs (the widest gap, spread over the clip) of the median epipolar distance of every
+    ``step``-th pixel, in px at 480 px (moving objects are a minority of the pixels). flows {(i, j): (H, W, 2)}."""
+    import torch
+
+    from .motion_masks import REFERENCE_SIZE, epipolar_residual
+
+    gap = max(j - i for i, j in flows)
+    keys = [(i, j) for i, j in flows if j - i == gap]
+    keys = [keys[k] for k in np.unique(np.linspace(0, len(keys) - 1, min(pairs, len(keys))).round().astype(int))]
+    flow = torch.as_tensor(np.stack([flows[key] for key in keys])[:, ::step, ::step] * (1.0 / step))
+    # the cameras of the subsampled grid: pixel centres (u * step) -> u, so K scales by 1 / step
+    K = torch.as_tensor(est.K, dtype=torch.float64).clone()
+    K[:2] /= step
+    K = K.expand(len(keys), 3, 3)
+    c2w = torch.as_tensor(est.c2w, dtype=torch.float64)
+    a, b = (torch.tensor([key[k] for key in keys]) for k in (0, 1))
+    dist = epipolar_residual(flow.float(), K, c2w[a], K, c2w[b]) * step
+    return float(dist.flatten(1).median(dim=1).values.median()) * REFERENCE_SIZE / max(hw)
 
 
 def translates(est) -> bool:
