@@ -52,7 +52,7 @@ def test_reconstruct_writes_a_valid_scene_with_report(reconstructed):
     loaded = Scene.load(out)
     np.testing.assert_allclose(loaded.c2w, scene.c2w)
     assert loaded.meta["motion"]["kind"] == "general"
-    assert loaded.meta["cameras"]["backend"] == "colmap"
+    assert loaded.meta["cameras"]["backend"].startswith("colmap")  # SIFT or flow-track SfM
     assert loaded.meta["backends"]["depth"] == "triangulation"
     assert set(scene.meta["seconds"]) >= set(STAGES)
     assert isinstance(loaded.meta["notices"], list)
