@@ -103,6 +103,7 @@ def reconstruct(source, config: ReconstructConfig | None = None, progress: Progr
     flows = compute_flows(frames, pairs, backend=flow_backend, model=flow_model, device=config.device,
                           progress=lambda f: report("flow", f, "optical flow"))
     index = {p: k for k, p in enumerate(pairs)}
+    pair_flows = dict(zip(pairs, flows))
     fwd = flows[[index[(i, i + 1)] for i in range(n - 1)]]
     bwd = flows[[index[(i + 1, i)] for i in range(n - 1)]]
     done("flow", flow_backend)
@@ -111,7 +112,7 @@ def reconstruct(source, config: ReconstructConfig | None = None, progress: Progr
     done("motion", motion.message)
 
     report("cameras", 0.0, "estimating camera poses")
-    K, c2w, camera_info = _cameras(frames, dict(zip(pairs, flows)), motion, config, notices)
+    K, c2w, camera_info = _cameras(frames, pair_flows, motion, config, notices)
     if motion.kind == "rotation" and camera_info["backend"].startswith("colmap"):
         motion = replace(motion, kind="general", message="SfM found camera translation (the flow is dominated by "
                                                          "one plane, which a homography also fits)")
@@ -146,7 +147,7 @@ def reconstruct(source, config: ReconstructConfig | None = None, progress: Progr
         # SfM missed frames: try again with features only on static pixels, keep it if it registers more
         report("refine", 0.0, "re-running SfM on static pixels")
         again = colmap_poses(frames, static_mask=~dyn, max_features=config.sfm_features,
-                             flows=dict(zip(pairs, flows)) if camera_info["backend"] != "colmap" else None)
+                             flows=pair_flows if camera_info["backend"] != "colmap" else None)
         if again is not None and again.registered.sum() > camera_info["registered"]:
             K, c2w, init = again.K, again.c2w, None
             Ks = np.repeat(K[None], n, 0)
@@ -240,8 +241,9 @@ def _cameras(frames, flows, motion, config, notices):
     """flows {(i, j): (H, W, 2)} (every computed pair) -> K (3, 3), c2w (N, 4, 4), info dict for meta.
     SIFT SfM first; when it leaves frames out or its cameras do not explain the optical flow (a wrong model
     that registers every frame; :func:`flow_misfit`), SfM on flow tracks (weak texture, small frames), keeping
-    the model that registers more frames, then the one the flow fits better. A "rotation" verdict of the flow test is checked by SIFT SfM: a scene
-    dominated by one plane (a wall) fits a homography too, and a model that translates wins."""
+    the model that registers more frames, then the one the flow fits better. A "rotation" verdict of the flow
+    test is checked by SIFT SfM: a scene dominated by one plane (a wall) fits a homography too, and a model
+    that translates wins."""
     n, h, w = frames.shape[:3]
     K = guess_intrinsics((h, w))
     assumed = "intrinsics: focal length assumed (60 degree horizontal field of view)"
@@ -282,14 +284,14 @@ def flow_misfit(est, flows: dict, hw: tuple[int, int], pairs: int = 8, step: int
     gap = max(j - i for i, j in flows)
     keys = [(i, j) for i, j in flows if j - i == gap]
     keys = [keys[k] for k in np.unique(np.linspace(0, len(keys) - 1, min(pairs, len(keys))).round().astype(int))]
-    flow = torch.as_tensor(np.stack([flows[key] for key in keys])[:, ::step, ::step] * (1.0 / step))
+    flow = torch.as_tensor(np.stack([flows[key] for key in keys])[:, ::step, ::step] / step, dtype=torch.float32)
     # the cameras of the subsampled grid: pixel centres (u * step) -> u, so K scales by 1 / step
     K = torch.as_tensor(est.K, dtype=torch.float64).clone()
     K[:2] /= step
     K = K.expand(len(keys), 3, 3)
     c2w = torch.as_tensor(est.c2w, dtype=torch.float64)
     a, b = (torch.tensor([key[k] for key in keys]) for k in (0, 1))
-    dist = epipolar_residual(flow.float(), K, c2w[a], K, c2w[b]) * step
+    dist = epipolar_residual(flow, K, c2w[a], K, c2w[b]) * step
     return float(dist.flatten(1).median(dim=1).values.median()) * REFERENCE_SIZE / max(hw)
 
 

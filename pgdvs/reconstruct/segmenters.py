@@ -114,8 +114,8 @@ class ClassicalSegmenter:
       the region moving like the click (the same flood fill on the flow, ``flow_tolerances`` px at 480 px,
       up to ``max_moving`` of the image) refined by GrabCut comes first, joined by the colour object only
       where the two agree (:meth:`object_at`); colour alone decides where the click moves like its
-      surroundings. The prior is kept as it is (whether
-      the click lands on it or not: a prior component can merge the object with false positives).
+      surroundings. The prior is kept as it is (whether the click lands on it or not: a prior component
+      can merge the object with false positives).
     - An exclude point removes the false part of the prior component it lands in: GrabCut with the component
       as probable foreground and the static surroundings (and the click) as background drops the parts that
       look like the surroundings; the dropped pieces connected to the click go, and the whole component when
@@ -142,6 +142,7 @@ class ClassicalSegmenter:
         h, w = img.shape[:2]
         points, labels = check_prompt(points, labels, (h, w))
         prior = _prior(prior_mask, (h, w))
+        flow = _flow(flow, (h, w))
         if len(points) == 0:
             return prior
         radius = max(2, round(self.disk * max(h, w)))
@@ -152,7 +153,7 @@ class ClassicalSegmenter:
             removed |= self.false_part(img, prior, point, radius)
         added = np.zeros((h, w), bool)
         for point in points[labels == 1]:
-            added |= self.object_at(img, point, radius, _flow(flow, (h, w)))
+            added |= self.object_at(img, point, radius, flow)
         return (((prior & ~removed) | added) & ~exc_disk) | inc_disk
 
     def object_at(self, img: np.ndarray, point: np.ndarray, radius: int, flow: np.ndarray | None = None
@@ -255,10 +256,10 @@ def textured(img: np.ndarray, point: np.ndarray, radius: int, max_std: float = 1
 
 
 def region_at(img: np.ndarray, point: np.ndarray, tolerances, max_area: float, growth: float = 2.0) -> np.ndarray:
-    """Pixels of similar value 4-connected to ``point`` (x, y): flood fill of the smoothed ``img``
-    (H, W, 3) uint8 colours or float32 (e.g. flow) within a fixed per-channel range of the click's value. ``tolerances`` are tried tightest
-    first and loosened while the region grows by at most ``growth`` x per step and stays under ``max_area``
-    pixels: a sudden jump means the fill leaked through the object's border. -> (H, W) bool."""
+    """Pixels of similar value 4-connected to ``point`` (x, y): flood fill of the smoothed ``img`` (H, W, 3),
+    uint8 colours or float32 (e.g. flow), within a fixed per-channel range of the click's value. ``tolerances``
+    are tried tightest first and loosened while the region grows by at most ``growth`` x per step and stays
+    under ``max_area`` pixels: a sudden jump means the fill leaked through the object's border. -> (H, W) bool."""
     h, w = img.shape[:2]
     smooth = cv2.GaussianBlur(img, (0, 0), max(0.7, max(h, w) / 480))
     x, y = (int(v) for v in np.round(point))

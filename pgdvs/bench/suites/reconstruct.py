@@ -112,9 +112,10 @@ def click_targets(est: np.ndarray, gt: np.ndarray) -> list[tuple[np.ndarray, int
     from ...reconstruct.segmenters import interior_point
 
     clicks = []
-    missed = [(obj & ~est).sum() for obj in _components(gt)]
+    objects = _components(gt)
+    missed = [(obj & ~est).sum() for obj in objects]
     if missed and max(missed) > 0:
-        clicks.append((interior_point(_components(gt)[int(np.argmax(missed))]), 1))
+        clicks.append((interior_point(objects[int(np.argmax(missed))]), 1))
     wrong = [comp for comp in _components(est) if (comp & gt).sum() < 0.5 * comp.sum()]
     if wrong:
         comp = max(wrong, key=lambda c: (c & ~gt).sum())
