@@ -299,4 +299,4 @@ def test_load_suite_caches_on_disk(tmp_path, monkeypatch, rig):
     np.testing.assert_array_equal(second[0].gt.views.depth, rig.gt.views.depth)
     # a single scene goes through the same cache folders
     assert synthetic.load_scene("rig-hall", "small", tmp_path).meta == second[1].meta
-    assert calls == ["rig-room", "rig-hall"]
+    assert sorted(calls) == ["rig-hall", "rig-room"]  # still two generations
