@@ -6,7 +6,10 @@ import tempfile
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-os.environ.setdefault("HF_HUB_CACHE", tempfile.mkdtemp(prefix="pgdvs-empty-hub-"))
+if "HF_HUB_CACHE" not in os.environ:
+    # an empty cache of our own, removed when the test run exits
+    _EMPTY_HUB = tempfile.TemporaryDirectory(prefix="pgdvs-empty-hub-")
+    os.environ["HF_HUB_CACHE"] = _EMPTY_HUB.name
 
 import torch  # noqa: E402
 
