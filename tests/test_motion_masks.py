@@ -42,7 +42,7 @@ def test_photometric_residual_sees_motion_and_skips_occlusions(clip):
     i, j = 2, 4
     t = {k: torch.from_numpy(np.ascontiguousarray(clip[k])).float() for k in ("frames", "depth", "K", "c2w")}
     points = torch.from_numpy(clip["world"][[i]]).float()
-    args = [t["frames"][[i]].permute(0, 3, 1, 2), t["frames"][[j]].permute(0, 3, 1, 2), points, t["depth"][[j]],
+    args = [t["frames"][[i]].permute(0, 3, 1, 2), points, t["frames"][[j]].permute(0, 3, 1, 2), t["depth"][[j]],
             t["K"][[j]], t["c2w"][[j]]]
     residual, seen = (x[0].numpy() for x in photometric_residual(*args))
     moving = clip["mask"][i]
@@ -55,6 +55,25 @@ def test_photometric_residual_sees_motion_and_skips_occlusions(clip):
     static = ~moving & ~covered & seen
     assert static.mean() > 0.6 and np.percentile(residual[static], 99) < 0.03
     assert seen[moving].mean() > 0.9 and np.median(residual[moving & seen]) > 0.06
+
+
+def test_background_depth_bled_by_the_front_object_is_retried(clip):
+    """Estimated depth often carries the front object's depth a few pixels over the background beside it;
+    those static pixels then fail the photometric test. Retrying them at the static neighbours' depth clears
+    them and keeps the moving square."""
+    import cv2
+
+    bled = np.stack([cv2.erode(d, np.ones((5, 5), np.uint8)) for d in clip["depth"]])  # 2 px of bleeding
+    scores = {}
+    for radii in ((), (3, 7, 15)):
+        m = motion_masks(clip["frames"], clip["fwd"], clip["bwd"], clip["K"], clip["c2w"], bled,
+                         background_radii=radii, colour_snap_px=0)
+        scores[radii] = (mean_iou(m, clip["mask"]), (m & ~clip["mask"]).sum() / clip["mask"].sum(),
+                         (~m & clip["mask"]).sum() / clip["mask"].sum())
+    iou, false, missed = scores[()]
+    assert iou < 0.8 and false > 0.25  # measured 0.77, 0.31
+    iou, false, missed = scores[(3, 7, 15)]
+    assert iou > 0.9 and false < 0.12 and missed < 0.01  # measured 0.92, 0.09, 0.002
 
 
 def test_static_world_gives_empty_masks():
