@@ -155,6 +155,22 @@ def test_include_click_on_camouflaged_object_follows_the_flow():
     assert mean_iou(editor.propagate(), camo["mask"]) > 0.9
 
 
+def test_include_click_on_plain_object_ignores_the_floor_that_moves_alike():
+    """Under a moving camera the floor at an object's depth shares its flow; a plain-coloured object keeps its
+    colour border (the motion region alone gave IoU 0.07 here)."""
+    rng = np.random.default_rng(0)
+    h, w = 240, 320
+    img = cv2.GaussianBlur(rng.random((h, w, 3)).astype(np.float32), (0, 0), 1.5)
+    img = (img - img.min()) / (img.max() - img.min())
+    obj = np.zeros((h, w), bool)
+    obj[40:80, 65:90] = True
+    img[obj] = (0.8, 0.15, 0.1)
+    flow = np.zeros((h, w, 2), np.float32)
+    flow[30:100, 20:220] = (4.0, 0.5)
+    out = ClassicalSegmenter().segment(0, img, [[77, 60]], [1], np.zeros((h, w), bool), flow)
+    assert iou(out, obj) > 0.95
+
+
 def test_segmenter_rejects_a_flow_of_the_wrong_shape(clip):
     gt = clip["mask"][3]
     with pytest.raises(InputError, match="flow"):

@@ -177,7 +177,15 @@ class ClassicalSegmenter:
         # colour refines the border; a cut that lost most of the region lost it to similar colours
         motion = cut if cut is not None and cut.sum() >= 0.5 * moving.sum() else moving | click
         agree = (colour & motion).sum() >= 0.7 * motion.sum() and colour.sum() <= 3 * motion.sum()
-        return motion | colour if agree else motion
+        if agree:
+            return motion | colour
+        leaked = (colour & motion).sum() >= 0.7 * colour.sum() and motion.sum() > 3 * colour.sum()
+        if leaked and not textured(img, point, round(self.texture_radius * max(h, w))):
+            # a plain-coloured object inside a much larger region that moves alike: under a moving camera the
+            # surfaces at the object's depth (the floor it stands on) share its flow, and plain colour is a
+            # reliable border
+            return colour
+        return motion
 
     def colour_object(self, img: np.ndarray, point: np.ndarray, click: np.ndarray) -> np.ndarray:
         """The object of similar colour under ``point`` (x, y), ``click`` its disk (H, W) bool -> (H, W) bool."""

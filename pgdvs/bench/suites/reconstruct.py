@@ -33,6 +33,7 @@ DATA_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 LLFF_HOLDOUT = (0, 8, 16)
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".gif", ".avi", ".m4v")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MIN_MISSED_PART = 0.2  # a simulated include click needs a missed piece this large (fraction of the object)
 
 
 # ------------------------------------------------------------------------------------------------ metrics
@@ -105,17 +106,21 @@ def _components(mask: np.ndarray) -> list[np.ndarray]:
 
 
 def click_targets(est: np.ndarray, gt: np.ndarray) -> list[tuple[np.ndarray, int]]:
-    """Where a user clicks on one frame: inside the object (GT component) with the most missed pixels (label 1),
-    and inside the automatic component that is mostly wrong and has the most wrong pixels, on its largest wrong
-    piece (label 0); each when there is one. est, gt (H, W) bool
-    -> [(point (2,) (x, y), label)]."""
+    """Where a user clicks on one frame: on the largest missed piece of the object (GT component) with the most
+    missed pixels, when that piece is at least ``MIN_MISSED_PART`` of the object (label 1; a click on its part
+    that is already masked would change nothing, and nobody clicks a sliver along a border), and inside the
+    automatic component that is mostly wrong and has the most wrong pixels, on its largest wrong piece
+    (label 0); each when there is one. est, gt (H, W) bool -> [(point (2,) (x, y), label)]."""
     from ...reconstruct.segmenters import interior_point
 
     clicks = []
     objects = _components(gt)
     missed = [(obj & ~est).sum() for obj in objects]
     if missed and max(missed) > 0:
-        clicks.append((interior_point(objects[int(np.argmax(missed))]), 1))
+        obj = objects[int(np.argmax(missed))]
+        piece = max(_components(obj & ~est), key=np.sum)
+        if piece.sum() >= MIN_MISSED_PART * obj.sum():
+            clicks.append((interior_point(piece), 1))
     wrong = [comp for comp in _components(est) if (comp & gt).sum() < 0.5 * comp.sum()]
     if wrong:
         comp = max(wrong, key=lambda c: (c & ~gt).sum())
