@@ -161,6 +161,7 @@ def retry_at_background_depth(votes: torch.Tensor, counts: torch.Tensor, images:
         tex = textured[a].flatten()[idx]
         best = torch.full_like(own, float("inf"))
         new_votes, new_counts = votes[a].flatten()[idx], counts[a].flatten()[idx]
+        own_share = new_votes / new_counts.clamp(min=1)
         for alt in [own] + [f[a].flatten()[idx] for f in far]:
             ratio = torch.where(alt > 0, alt / own, torch.ones(()))
             pts = (centres[a] + rays * ratio[:, None]).expand(len(b), -1, -1)
@@ -168,10 +169,12 @@ def retry_at_background_depth(votes: torch.Tensor, counts: torch.Tensor, images:
             moving = residual > photo_threshold
             ok = seen & (moving | tex)
             cost = torch.where(seen, residual, torch.zeros(())).sum(0) / seen.sum(0).clamp(min=1)
-            better = seen.any(0) & (cost < best)
+            alt_votes, alt_counts = (moving & ok).sum(0).float(), ok.sum(0).float()
+            # a retry only clears: another depth may see fewer partners, whose few votes must not add motion
+            better = seen.any(0) & (cost < best) & (alt_votes <= own_share * alt_counts)
             best = torch.where(better, cost, best)
-            new_votes = torch.where(better, (moving & ok).sum(0).float(), new_votes)
-            new_counts = torch.where(better, ok.sum(0).float(), new_counts)
+            new_votes = torch.where(better, alt_votes, new_votes)
+            new_counts = torch.where(better, alt_counts, new_counts)
         votes[a].view(-1)[idx] = new_votes
         counts[a].view(-1)[idx] = new_counts
 
