@@ -47,7 +47,7 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
 
     With depth: ``photo_threshold`` is the mean colour difference (0-1 scale) that counts as motion;
     ``background_radii`` (px at 480): pixels with a "moving" vote are judged again at the depth of the static
-    surface that near (:func:`retry_at_background_depth`; empty: off).
+    surface within each of these distances (:func:`retry_at_background_depth`; empty: off).
     Without depth: ``threshold_px`` is the epipolar residual at 480 px that counts as motion (scaled with
     resolution, plus 5 % of the flow length), raised to ``noise_factor`` x the pair's median residual, and
     ``gap_flows``: {gap: (fwd (N-gap, H, W, 2), bwd)} flows computed directly at larger gaps (else composed).
@@ -139,9 +139,10 @@ def retry_at_background_depth(votes: torch.Tensor, counts: torch.Tensor, images:
     without one within each radius, and the depth (its own or one of those) with the lowest mean colour
     residual over the partner frames (a +- gap) that see it casts the pixel's votes. Estimated depth bleeds
     the front surface's depth over the background beside an occlusion edge (smoothing; flow that follows the
-    front object), and that static background then fails the photometric test (on the synthetic suite most
-    false positives: the best depth for 2/3 of them is farther than their estimate); a moving object is
-    rarely explained by the depth of the static surface next to it.
+    front object), and that static background then fails the photometric test (in a depth sweep on the
+    synthetic suite, most static false positives fit best farther than their estimate); a moving object is
+    rarely explained by the depth of the static surface next to it. A retry only ever lowers a pixel's share
+    of "moving" votes.
     votes, counts (N, H, W) (updated in place), images (N, 3, H, W), textured (N, H, W) bool, points
     (N, H, W, 3) world points of depth (N, H, W), K (N, 3, 3), c2w (N, 4, 4); radii in pixels."""
     n = depth.shape[0]

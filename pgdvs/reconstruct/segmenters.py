@@ -114,7 +114,7 @@ class ClassicalSegmenter:
       the region moving like the click (the same flood fill on the flow, ``flow_tolerances`` px at 480 px,
       up to ``max_moving`` of the image) refined by GrabCut comes first, joined by the colour object only
       where the two agree (:meth:`object_at`); colour alone decides where the click moves like its
-      surroundings. The prior is kept as it is (whether the click lands on it or not: a prior component
+      surroundings, or where a plain-coloured object sits in a much larger region that moves alike. The prior is kept as it is (whether the click lands on it or not: a prior component
       can merge the object with false positives).
     - An exclude point removes the false part of the prior component it lands in: GrabCut with the component
       as probable foreground and the static surroundings (and the click) as background drops the parts that
@@ -161,7 +161,9 @@ class ClassicalSegmenter:
         """The object under an include ``point`` (x, y) of ``img`` (H, W, 3) uint8, ``flow`` (H, W, 2) or None
         -> (H, W) bool. With flow, the region moving like the click, refined by colour; the colour object
         joins it when it covers most of it without being much larger (motion misses the parts of an
-        articulated object that move otherwise; colour leaks on texture)."""
+        articulated object that move otherwise; colour leaks on texture), and replaces it when the click is on
+        plain colour and the moving region is much larger (surfaces at the object's depth move alike under a
+        moving camera)."""
         h, w = img.shape[:2]
         click = disks(point[None], (h, w), radius)
         colour = self.colour_object(img, point, click)
