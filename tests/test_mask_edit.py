@@ -171,6 +171,23 @@ def test_include_click_on_plain_object_ignores_the_floor_that_moves_alike():
     assert iou(out, obj) > 0.95
 
 
+def test_include_click_keeps_a_cut_that_differs_from_the_rest_of_the_moving_region():
+    """A faintly textured orange block on a green floor that moves alike: GrabCut keeps just the block, a
+    small part of the moving region but unlike the rest of it, so the flow leaked past the block's border."""
+    rng = np.random.default_rng(0)
+    h, w = 240, 320
+    noise = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 1.0)
+    noise = (noise - noise.min()) / (noise.max() - noise.min())
+    img = np.stack([0.2 + 0.2 * noise, 0.45 + 0.3 * noise, 0.15 + 0.1 * noise], -1)
+    obj = np.zeros((h, w), bool)
+    obj[40:80, 65:90] = True
+    img[obj] = np.stack([0.6 + 0.3 * noise, 0.2 + 0.2 * noise, 0.1 + 0.1 * noise], -1)[obj]
+    flow = np.zeros((h, w, 2), np.float32)
+    flow[30:100, 20:220] = (4.0, 0.5)
+    out = ClassicalSegmenter().segment(0, img, [[77, 60]], [1], np.zeros((h, w), bool), flow)
+    assert iou(out, obj) > 0.95  # the moving region would give 0.07, the colour fill 0.14
+
+
 def test_segmenter_rejects_a_flow_of_the_wrong_shape(clip):
     gt = clip["mask"][3]
     with pytest.raises(InputError, match="flow"):

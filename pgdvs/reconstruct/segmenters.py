@@ -176,13 +176,15 @@ class ClassicalSegmenter:
         if moving.sum() <= click.sum():  # the click moves like its surroundings: colour alone decides
             return colour
         cut = self._bounded_cut(img, moving | click, click)
-        # colour refines the border; a cut that lost most of the region lost it to similar colours
-        motion = cut if cut is not None and cut.sum() >= 0.5 * moving.sum() else moving | click
+        # colour refines the border; a cut that lost most of the region lost it to similar colours, unless
+        # what it kept is an object of its own that looks unlike the rest (the flow leaked past its border)
+        own_object = cut is not None and cut.sum() < 0.5 * moving.sum() and distinct(img, cut, moving, click)
+        motion = cut if cut is not None and (cut.sum() >= 0.5 * moving.sum() or own_object) else moving | click
         agree = (colour & motion).sum() >= 0.7 * motion.sum() and colour.sum() <= 3 * motion.sum()
         if agree:
             return motion | colour
         leaked = (colour & motion).sum() >= 0.7 * colour.sum() and motion.sum() > 3 * colour.sum()
-        if leaked and not textured(img, point, round(self.texture_radius * max(h, w))):
+        if leaked and not own_object and not textured(img, point, round(self.texture_radius * max(h, w))):
             # a plain-coloured object inside a much larger region that moves alike: under a moving camera the
             # surfaces at the object's depth (the floor it stands on) share its flow, and plain colour is a
             # reliable border
@@ -256,6 +258,16 @@ class ClassicalSegmenter:
         cut = np.zeros((h, w), bool)
         cut[y0:y1, x0:x1] = (sub == cv2.GC_FGD) | (sub == cv2.GC_PR_FGD)
         return cut
+
+
+def distinct(img: np.ndarray, cut: np.ndarray, region: np.ndarray, click: np.ndarray, min_gap: float = 50.0
+             ) -> bool:
+    """Whether ``cut`` (H, W) bool is an object of its own inside ``region``: several times the ``click`` disk
+    and with a mean colour at least ``min_gap`` (0-255, largest channel) from the rest of the region."""
+    rest = region & ~cut
+    if cut.sum() < 4 * click.sum() or not rest.any():
+        return False
+    return float(np.abs(img[cut].mean(0) - img[rest].mean(0)).max()) >= min_gap
 
 
 def textured(img: np.ndarray, point: np.ndarray, radius: int, max_std: float = 10.0) -> bool:
