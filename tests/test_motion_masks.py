@@ -6,7 +6,7 @@ from mask_fixtures import mean_iou, toy_clip
 
 from pgdvs.errors import InputError
 from pgdvs.reconstruct.motion_masks import (clean_mask, compose_flows, epipolar_residual, motion_masks,
-                                            photometric_residual, snap_to_segments)
+                                            nearest_surface, photometric_residual, snap_to_segments)
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,8 @@ def test_photometric_residual_sees_motion_and_skips_occlusions(clip):
     i, j = 2, 4
     t = {k: torch.from_numpy(np.ascontiguousarray(clip[k])).float() for k in ("frames", "depth", "K", "c2w")}
     points = torch.from_numpy(clip["world"][[i]]).float()
-    args = [t["frames"][[i]].permute(0, 3, 1, 2), points, t["frames"][[j]].permute(0, 3, 1, 2), t["depth"][[j]],
-            t["K"][[j]], t["c2w"][[j]]]
+    args = [t["frames"][[i]].permute(0, 3, 1, 2), points, t["frames"][[j]].permute(0, 3, 1, 2),
+            nearest_surface(t["depth"][[j]]), t["K"][[j]], t["c2w"][[j]]]
     residual, seen = (x[0].numpy() for x in photometric_residual(*args))
     moving = clip["mask"][i]
     # background of frame i that the square covers in frame j (found with the exact static flow)

@@ -66,7 +66,9 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
         images = torch.as_tensor(frames, dtype=torch.float32).permute(0, 3, 1, 2)
         textured = local_texture(images, max(1, round(scale * 2))) > TEXTURE_MIN
         points = unproject_depth(depth, K.float(), c2w.float())
-    for gap in sorted({g for g in gaps if 0 < g < n}):
+        nearest = nearest_surface(depth)
+    gaps = sorted({g for g in gaps if 0 < g < n})
+    for gap in gaps:
         src = torch.cat([torch.arange(n - gap), torch.arange(gap, n)])
         dst = torch.cat([torch.arange(gap, n), torch.arange(n - gap)])
         if depth is None:  # only the flow-based test needs flows over the gap
@@ -76,7 +78,7 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
             chunk = slice(c, c + PAIR_CHUNK)
             a, b = src[chunk], dst[chunk]
             if depth is not None:
-                residual, seen = photometric_residual(images[a], points[a], images[b], depth[b], K[b], c2w[b])
+                residual, seen = photometric_residual(images[a], points[a], images[b], nearest[b], K[b], c2w[b])
                 moving = residual > photo_threshold
                 # untextured static pixels look the same whatever the motion: no evidence either way
                 ok = seen & (moving | textured[a])
@@ -91,9 +93,8 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
             votes.index_add_(0, a, (moving & ok).float())
             counts.index_add_(0, a, ok.float())
     if depth is not None and background_radii:
-        retry_at_background_depth(votes, counts, images, textured, points, depth, K, c2w,
-                                  sorted({g for g in gaps if 0 < g < n}), photo_threshold,
-                                  [max(1, round(r * scale)) for r in background_radii])
+        retry_at_background_depth(votes, counts, images, textured, points, depth, nearest, K, c2w, gaps,
+                                  photo_threshold, [max(1, round(r * scale)) for r in background_radii])
     score = temporal_smooth(votes / counts.clamp(min=1), counts > 0, fwd, bwd, tol)
     masks = np.stack([clean_mask(s > vote_frac, min_area_frac) for s in score.numpy()])
     if sam_model is not None:
@@ -113,28 +114,35 @@ def _gap_flows(gap_flows, gap, fwd, bwd, shape):
     return out
 
 
+def nearest_surface(depth: torch.Tensor) -> torch.Tensor:
+    """The nearest depth within one pixel of each pixel (a point is hidden only behind all of them).
+    depth (N, H, W) -> (N, H, W)."""
+    return -torch.nn.functional.max_pool2d(-depth[:, None], 3, 1, 1)[:, 0]
+
+
 def photometric_residual(colours_a: torch.Tensor, points_a: torch.Tensor, image_b: torch.Tensor,
-                         depth_b: torch.Tensor, K_b: torch.Tensor, c2w_b: torch.Tensor
+                         nearest_b: torch.Tensor, K_b: torch.Tensor, c2w_b: torch.Tensor
                          ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean absolute colour difference between pixels of frame a and frame b sampled where a static world puts
     them (their world points projected into b; not smoothed: that would grow the mask past the object's edge);
-    ``seen`` marks points that land inside frame b and are not hidden there by a nearer surface of depth_b
-    (occlusions and a moving object covering the spot are no evidence).
+    ``seen`` marks points that land inside frame b and are not hidden there by a nearer surface (occlusions
+    and a moving object covering the spot are no evidence).
     colours_a (B, 3, *S) and points_a (B, *S, 3) (world points of those pixels, e.g. S = (H, W): a whole frame's
-    depth unprojected), image_b (B, 3, H, W), depth_b (B, H, W), K_b (B, 3, 3), c2w_b (B, 4, 4)
+    depth unprojected), image_b (B, 3, H, W), nearest_b (B, H, W) frame b's :func:`nearest_surface`,
+    K_b (B, 3, 3), c2w_b (B, 4, 4)
     -> residual (B, *S), seen (B, *S) bool."""
     bsz, shape = points_a.shape[0], points_a.shape[1:-1]
-    h, w = depth_b.shape[1:]
+    h, w = nearest_b.shape[1:]
     uv, z = project_points(points_a.reshape(bsz, -1, 3), K_b.float(), c2w_b.float())
-    nearest_b = -torch.nn.functional.max_pool2d(-depth_b[:, None], 3, 1, 1)  # nearest surface around each pixel
-    seen = (z > 0) & in_image(uv, h, w) & (z <= sample_image(nearest_b, uv)[:, 0] * (1 + DEPTH_TOLERANCE))
+    seen = (z > 0) & in_image(uv, h, w) & (z <= sample_image(nearest_b[:, None], uv)[:, 0] * (1 + DEPTH_TOLERANCE))
     residual = (colours_a.reshape(bsz, 3, -1) - sample_image(image_b, uv)).abs().mean(1)
     return residual.reshape(bsz, *shape), seen.reshape(bsz, *shape)
 
 
 def retry_at_background_depth(votes: torch.Tensor, counts: torch.Tensor, images: torch.Tensor,
-                              textured: torch.Tensor, points: torch.Tensor, depth: torch.Tensor, K: torch.Tensor,
-                              c2w: torch.Tensor, gaps: list[int], photo_threshold: float, radii: list[int]) -> None:
+                              textured: torch.Tensor, points: torch.Tensor, depth: torch.Tensor,
+                              nearest: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, gaps: list[int],
+                              photo_threshold: float, radii: list[int]) -> None:
     """Second chance for pixels with a "moving" vote: each is also tried at the depth of the farthest pixel
     without one within each radius, and the depth (its own or one of those) with the lowest mean colour
     residual over the partner frames (a +- gap) that see it casts the pixel's votes. Estimated depth bleeds
@@ -144,7 +152,8 @@ def retry_at_background_depth(votes: torch.Tensor, counts: torch.Tensor, images:
     rarely explained by the depth of the static surface next to it. A retry only ever lowers a pixel's share
     of "moving" votes.
     votes, counts (N, H, W) (updated in place), images (N, 3, H, W), textured (N, H, W) bool, points
-    (N, H, W, 3) world points of depth (N, H, W), K (N, 3, 3), c2w (N, 4, 4); radii in pixels."""
+    (N, H, W, 3) world points of depth (N, H, W), nearest (N, H, W) its :func:`nearest_surface`, K (N, 3, 3),
+    c2w (N, 4, 4); radii in pixels."""
     n = depth.shape[0]
     flagged = votes > 0
     static_depth = torch.where(flagged, torch.zeros(()), depth)[:, None]
@@ -166,7 +175,7 @@ def retry_at_background_depth(votes: torch.Tensor, counts: torch.Tensor, images:
         for alt in [own] + [f[a].flatten()[idx] for f in far]:
             ratio = torch.where(alt > 0, alt / own, torch.ones(()))
             pts = (centres[a] + rays * ratio[:, None]).expand(len(b), -1, -1)
-            residual, seen = photometric_residual(colours, pts, images[b], depth[b], K[b], c2w[b])
+            residual, seen = photometric_residual(colours, pts, images[b], nearest[b], K[b], c2w[b])
             moving = residual > photo_threshold
             ok = seen & (moving | tex)
             cost = torch.where(seen, residual, torch.zeros(())).sum(0) / seen.sum(0).clamp(min=1)

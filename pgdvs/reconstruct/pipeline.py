@@ -227,14 +227,19 @@ def _hub(hub):
     return ModelHub.default()
 
 
-def _widest_flows(flows: np.ndarray, pairs: list[tuple[int, int]], count: int = 6):
-    """A few forward flows at the largest available gap, spread over the clip, and their reverse flows.
-    -> two (<= count, H, W, 2) arrays."""
-    index = {p: k for k, p in enumerate(pairs)}
+def widest_pairs(pairs, count: int) -> list[tuple[int, int]]:
+    """Up to ``count`` forward pairs (i, j) at the largest gap j - i among ``pairs``, spread over the clip."""
     gap = max(j - i for i, j in pairs)
-    ks = [k for k, (i, j) in enumerate(pairs) if j - i == gap]
-    pick = [ks[p] for p in np.unique(np.linspace(0, len(ks) - 1, min(count, len(ks))).round().astype(int))]
-    return flows[pick], flows[[index[pairs[k][::-1]] for k in pick]]
+    wide = [(i, j) for i, j in pairs if j - i == gap]
+    return [wide[k] for k in np.unique(np.linspace(0, len(wide) - 1, min(count, len(wide))).round().astype(int))]
+
+
+def _widest_flows(flows: np.ndarray, pairs: list[tuple[int, int]], count: int = 6):
+    """A few forward flows at the largest available gap, spread over the clip (:func:`widest_pairs`), and
+    their reverse flows. -> two (<= count, H, W, 2) arrays."""
+    index = {p: k for k, p in enumerate(pairs)}
+    pick = widest_pairs(pairs, count)
+    return flows[[index[p] for p in pick]], flows[[index[p[::-1]] for p in pick]]
 
 
 def _cameras(frames, flows, motion, config, notices):
@@ -281,9 +286,7 @@ def flow_misfit(est, flows: dict, hw: tuple[int, int], pairs: int = 8, step: int
 
     from .motion_masks import REFERENCE_SIZE, epipolar_residual
 
-    gap = max(j - i for i, j in flows)
-    keys = [(i, j) for i, j in flows if j - i == gap]
-    keys = [keys[k] for k in np.unique(np.linspace(0, len(keys) - 1, min(pairs, len(keys))).round().astype(int))]
+    keys = widest_pairs(flows, pairs)
     flow = torch.as_tensor(np.stack([flows[key] for key in keys])[:, ::step, ::step] / step, dtype=torch.float32)
     # the cameras of the subsampled grid: pixel centres (u * step) -> u, so K scales by 1 / step
     K = torch.as_tensor(est.K, dtype=torch.float64).clone()

@@ -114,8 +114,9 @@ class ClassicalSegmenter:
       the region moving like the click (the same flood fill on the flow, ``flow_tolerances`` px at 480 px,
       up to ``max_moving`` of the image) refined by GrabCut comes first, joined by the colour object only
       where the two agree (:meth:`object_at`); colour alone decides where the click moves like its
-      surroundings, or where a plain-coloured object sits in a much larger region that moves alike. The prior is kept as it is (whether the click lands on it or not: a prior component
-      can merge the object with false positives).
+      surroundings, or where a plain-coloured object sits in a much larger region that moves alike. The
+      prior is kept as it is (whether the click lands on it or not: a prior component can merge the object
+      with false positives).
     - An exclude point removes the false part of the prior component it lands in: GrabCut with the component
       as probable foreground and the static surroundings (and the click) as background drops the parts that
       look like the surroundings; the dropped pieces connected to the click go, and the whole component when
@@ -178,13 +179,14 @@ class ClassicalSegmenter:
         cut = self._bounded_cut(img, moving | click, click)
         # colour refines the border; a cut that lost most of the region lost it to similar colours, unless
         # what it kept is an object of its own that looks unlike the rest (the flow leaked past its border)
-        own_object = cut is not None and cut.sum() < 0.5 * moving.sum() and distinct(img, cut, moving, click)
-        motion = cut if cut is not None and (cut.sum() >= 0.5 * moving.sum() or own_object) else moving | click
+        kept_most = cut is not None and cut.sum() >= 0.5 * moving.sum()
+        own_object = cut is not None and not kept_most and distinct(img, cut, moving, click)
+        motion = cut if kept_most or own_object else moving | click
         agree = (colour & motion).sum() >= 0.7 * motion.sum() and colour.sum() <= 3 * motion.sum()
         if agree:
             return motion | colour
         leaked = (colour & motion).sum() >= 0.7 * colour.sum() and motion.sum() > 3 * colour.sum()
-        if leaked and not own_object and not textured(img, point, round(self.texture_radius * max(h, w))):
+        if leaked and not own_object and not self._textured(img, point):
             # a plain-coloured object inside a much larger region that moves alike: under a moving camera the
             # surfaces at the object's depth (the floor it stands on) share its flow, and plain colour is a
             # reliable border
@@ -196,7 +198,7 @@ class ClassicalSegmenter:
         h, w = img.shape[:2]
         fill = region_at(img, point, self.tolerances, self.max_object * h * w) | click
         seeds = [fill]
-        if textured(img, point, round(self.texture_radius * max(h, w))):
+        if self._textured(img, point):
             # colour fill stalls on texture: GrabCut learns the object's colours from disks of probable
             # foreground, largest first, until one finds a border
             seeds = [disks(point[None], (h, w), round(f * self.reach * max(h, w))) for f in (1.0, 0.5, 0.25)]
@@ -206,6 +208,9 @@ class ClassicalSegmenter:
             if cut is not None and cut.sum() >= 0.5 * fill.sum():
                 return cut
         return fill
+
+    def _textured(self, img: np.ndarray, point: np.ndarray) -> bool:
+        return textured(img, point, round(self.texture_radius * max(img.shape[:2])))
 
     def _bounded_cut(self, img: np.ndarray, region: np.ndarray, click: np.ndarray) -> np.ndarray | None:
         """GrabCut's object from ``region`` (H, W) bool, connected to ``click``, allowed to move the region's
