@@ -1,10 +1,11 @@
 """Intrinsics and camera poses for a casual clip.
 
 The route is COLMAP's incremental SfM through pycolmap (SIFT, sequential matching, one shared SIMPLE_PINHOLE
-camera), with features restricted to static pixels when a mask is given. Where SIFT finds too little (small or
-weakly textured frames), corner tracks chained through the optical flow replace its features and matches. Frames
-COLMAP leaves out are filled by interpolating their registered neighbours. Poses are normalised so frame 0 is the identity and the median depth of
-the sparse points is 1 (any scale is valid for a monocular clip; this one keeps depths near 1).
+camera), with features restricted to static pixels when a mask is given, and a last robust bundle adjustment.
+Where SIFT finds too little (small or weakly textured frames), corner tracks chained through the optical flow
+replace its features and matches. Frames COLMAP leaves out are filled by interpolating their registered
+neighbours. Poses are normalised so frame 0 is the identity and the median depth of the sparse points is 1 (any
+scale is valid for a monocular clip; this one keeps depths near 1).
 
 Conventions: OpenCV cameras, ``c2w`` (N, 4, 4) float64, ``K`` (3, 3) pixels with integer pixel centres
 (COLMAP puts pixel centres at +0.5, hence the 0.5 shifts below).
