@@ -131,6 +131,8 @@ def test_moving_objects_are_brought_in_front_of_what_they_hide():
     assert np.allclose(out[0, 12:31, 10:20], 3.0)  # the floor it stands on is the near end of its rim
     assert np.allclose(out[0, 5:9, 40:45], 2.0)  # never moved farther
     assert np.array_equal(out[~moving], depth[~moving])  # static pixels untouched
+    moving[0, 12:, :30] = True  # a failed estimate over a third of the frame keeps the smooth fill
+    assert np.array_equal(bring_moving_forward(depth, moving, rim_px=2), depth)
 
 
 def test_consistency_round_does_not_degrade_and_init_depth_is_used(synthetic):

@@ -37,6 +37,7 @@ LOG_DEPTH_RANGE = 12.0  # solved log-depth is clamped to median +- this (keeps e
 FULL_WEIGHT_ANGLE = np.deg2rad(2.0)  # triangulation weight grows as angle^2 (depth error ~ 1 / angle) up to here
 RIM_PX = 3  # at 480 px: the ring of static pixels around a moving object that bounds its depth ...
 RIM_QUANTILE = 5  # ... at this percentile of the ring's depths (the near end, robust to a few stray pixels)
+MAX_OBJECT_SHARE = 0.25  # a moving region larger than this share of its frame is left to the smooth fill
 
 
 @dataclass
@@ -297,7 +298,9 @@ def bring_moving_forward(depth: np.ndarray, moving: np.ndarray, rim_px: int | No
     behind the object (a wall). An object hides what surrounds it, so each moving region (8-connected, per frame)
     is clamped to at most the ``quantile``-th percentile depth of the static pixels within ``rim_px`` of it
     (default RIM_PX at 480 px): for an object on the floor, about where it touches the floor. Rendering it there
-    instead of at the fill's depth gains 0.5-3 dB on the synthetic scenes (true cameras and masks).
+    instead of at the fill's depth gains 0.5-3 dB on the synthetic scenes (true cameras and masks). A region over
+    MAX_OBJECT_SHARE of the frame keeps the fill: it is rather a failed mask estimate (on static scenes, blobs
+    of 30-47 % of a frame) spanning many surfaces, whose near end says little (a floor would be flattened).
     depth (N, H, W) > 0, moving (N, H, W) bool -> (N, H, W) float32."""
     n, height, width = depth.shape
     rim_px = rim_px or max(1, round(RIM_PX * max(height, width) / 480))
@@ -308,7 +311,7 @@ def bring_moving_forward(depth: np.ndarray, moving: np.ndarray, rim_px: int | No
         for c in range(1, count):
             region = labels == c
             rim = (cv2.dilate(region.astype(np.uint8), kernel) > 0) & ~moving[i]
-            if rim.any():
+            if rim.any() and region.mean() <= MAX_OBJECT_SHARE:
                 out[i][region] = np.minimum(out[i][region], np.percentile(depth[i][rim], quantile))
     return out
 
