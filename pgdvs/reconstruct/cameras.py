@@ -27,7 +27,7 @@ MIN_TRACKED = 0.3  # flow tracks all end at a frame pair where fewer than this f
 UPSAMPLE_BELOW = 320  # SIFT runs on 2x images for frames smaller than this (longer side): too few features else
 SFM_THREADS = 1  # COLMAP is deterministic (fixed seed) only on one thread: same clip, same cameras
 ROBUST_SCALE_PX = 0.5  # Cauchy scale of the final bundle adjustment: larger residuals (moving objects) count less
-BA_ITERATIONS, BA_TOLERANCE = 50, 1e-6  # ... which stops here (a flow-track model took 17 s to run 100 rounds)
+BA_ITERATIONS, BA_TOLERANCE = 20, 1e-6  # ... which stops here (a flow-track model took 17 s to run 100 rounds)
 
 
 @dataclass
