@@ -318,8 +318,13 @@ def test_propagate_then_accept_changes_the_scene_masks(scene_session):
     pending = scene_session.pending_masks
     assert pending.shape == truth.shape and pending[-1].any()  # reached the last frame
     assert not scene.dyn_mask.any()  # nothing changes before accept
+    depth = scene.depth.copy()
+    scene.depth[pending] *= 3  # as if triangulating the object's motion had put it far behind
     handlers.accept(scene_session)
     np.testing.assert_array_equal(scene.dyn_mask, pending)
+    # the marked object is brought in front of what it hides, as in the reconstruction; the rest is untouched
+    np.testing.assert_array_equal(scene.depth[~pending], depth[~pending])
+    assert np.median(np.abs(scene.depth[pending] / depth[pending] - 1)) < 0.2
     from pgdvs.scene import Scene
     np.testing.assert_array_equal(Scene.load(scene_session.folder / "scene").dyn_mask, pending)
 

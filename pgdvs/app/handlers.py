@@ -363,12 +363,17 @@ def propagate(session: Session, progress: Progress | None = None) -> list[tuple[
 
 @user_facing
 def accept(session: Session) -> SceneView:
-    """Make the propagated masks the scene's masks (saved with the scene; used by every render)."""
+    """Make the propagated masks the scene's masks (saved with the scene; used by every render). A newly marked
+    object's depth is what triangulating its motion gave, often far behind it: it is brought forward as the
+    reconstruction does (``bring_moving_forward``)."""
+    from ..reconstruct.depth import bring_moving_forward
+
     _need(session, "scene")
     if session.pending_masks is None:
         raise gr.Error("Nothing to accept: click 'Apply to all frames' first and check the strip.")
     with session.job("saving masks"):
         session.scene.dyn_mask = session.pending_masks
+        session.scene.depth = bring_moving_forward(session.scene.depth, session.pending_masks)
         session.pending_masks = None
         session.scene.save(session.file("scene"))
         session.stage_log.append("masks: edited by clicks and accepted")
