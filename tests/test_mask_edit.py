@@ -188,6 +188,28 @@ def test_include_click_keeps_a_cut_that_differs_from_the_rest_of_the_moving_regi
     assert iou(out, obj) > 0.95  # the moving region would give 0.07, the colour fill 0.14
 
 
+def test_exclude_click_on_a_plain_wall_drops_what_moves_like_it():
+    """A plain dark wall wholly inside the automatic mask, with a moving red square on it: GrabCut learns the
+    background's colours from the textured floor around the mask only, so the wall stays; the flow shows that
+    the wall moves like the click and the square does not."""
+    rng = np.random.default_rng(0)
+    h, w = 120, 200
+    img = np.dstack([rng.random((h, w)) * 0.4 + 0.5, rng.random((h, w)) * 0.3 + 0.4, rng.random((h, w)) * 0.2])
+    img[:, :90] = 0.15  # the wall
+    square = np.zeros((h, w), bool)
+    square[40:70, 30:60] = True
+    img[square] = (0.9, 0.1, 0.1)
+    flow = np.full((h, w, 2), (1.5, 0.0), np.float32)  # the camera's flow, alike on wall and floor
+    flow[square] = (-3.0, 2.0)
+    prior = np.zeros((h, w), bool)
+    prior[:, :90] = True
+    click = [[75, 100]]
+    plain = ClassicalSegmenter().segment(0, img.astype(np.float32), click, [0], prior)
+    assert iou(plain, square) < 0.3  # colour alone keeps most of the wall
+    out = ClassicalSegmenter().segment(0, img.astype(np.float32), click, [0], prior, flow)
+    assert iou(out, square) > 0.9
+
+
 def test_segmenter_rejects_a_flow_of_the_wrong_shape(clip):
     gt = clip["mask"][3]
     with pytest.raises(InputError, match="flow"):

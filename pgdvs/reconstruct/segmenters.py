@@ -120,7 +120,8 @@ class ClassicalSegmenter:
     - An exclude point removes the false part of the prior component it lands in: GrabCut with the component
       as probable foreground and the static surroundings (and the click) as background drops the parts that
       look like the surroundings; the dropped pieces connected to the click go, and the whole component when
-      little of it is left. Other components stay.
+      little of it is left. With the frame's flow, the part of the component that moves like the click goes
+      as well, and the part that moves otherwise stays (:meth:`false_part`). Other components stay.
     Include disks of radius ``disk`` (fraction of the image size) always end in the mask, exclude disks never.
     """
 
@@ -151,7 +152,7 @@ class ClassicalSegmenter:
         exc_disk = disks(points[labels == 0], (h, w), radius)
         removed = np.zeros((h, w), bool)
         for point in points[labels == 0]:
-            removed |= self.false_part(img, prior, point, radius)
+            removed |= self.false_part(img, prior, point, radius, flow)
         added = np.zeros((h, w), bool)
         for point in points[labels == 1]:
             added |= self.object_at(img, point, radius, flow)
@@ -170,10 +171,7 @@ class ClassicalSegmenter:
         colour = self.colour_object(img, point, click)
         if flow is None:
             return colour
-        scale = max(h, w) / 480
-        field = np.dstack([flow, np.zeros((h, w, 1))]).astype(np.float32)
-        moving = region_at(field, point, [t * scale for t in self.flow_tolerances], self.max_moving * h * w,
-                           growth=4.0)
+        moving = self.moving_like(flow, point, self.max_moving)
         if moving.sum() <= click.sum():  # the click moves like its surroundings: colour alone decides
             return colour
         cut = self._bounded_cut(img, moving | click, click)
@@ -225,8 +223,12 @@ class ClassicalSegmenter:
         rim = (dist > band - 1.5) & (dist <= band)
         return None if (cut & rim).sum() > 0.25 * rim.sum() else cut
 
-    def false_part(self, img: np.ndarray, prior: np.ndarray, point: np.ndarray, radius: int) -> np.ndarray:
-        """What an exclude ``point`` (x, y) removes from ``prior`` (H, W) bool -> (H, W) bool (empty off it)."""
+    def false_part(self, img: np.ndarray, prior: np.ndarray, point: np.ndarray, radius: int,
+                   flow: np.ndarray | None = None) -> np.ndarray:
+        """What an exclude ``point`` (x, y) removes from ``prior`` (H, W) bool -> (H, W) bool (empty off it).
+        With ``flow`` (H, W, 2), the part of the component that moves like the click goes too: a plain surface
+        (a wall) looks like the static surroundings GrabCut is shown only where they are that wall; and the
+        rest, moving otherwise, stays however small it is."""
         h, w = img.shape[:2]
         comp = components_at(prior, point[None])
         if not comp.any():
@@ -237,8 +239,18 @@ class ClassicalSegmenter:
         if cut is None:
             return comp
         dropped = components_touching(comp & ~cut, click)
+        if flow is not None:  # what is left moves otherwise than the click: kept however small
+            return dropped | (comp & self.moving_like(flow, point))
         # a component that is mostly the clicked false positive goes whole (no object worth keeping in it)
         return comp if (comp & ~dropped).sum() < 0.1 * comp.sum() else dropped
+
+    def moving_like(self, flow: np.ndarray, point: np.ndarray, max_share: float = 1.0) -> np.ndarray:
+        """The region whose flow (H, W, 2) stays close to the flow at ``point`` (x, y) (flood fill, tolerances
+        ``flow_tolerances`` px at 480 px, up to ``max_share`` of the image) -> (H, W) bool."""
+        h, w = flow.shape[:2]
+        field = np.dstack([flow, np.zeros((h, w, 1))]).astype(np.float32)
+        return region_at(field, point, [t * max(h, w) / 480 for t in self.flow_tolerances], max_share * h * w,
+                         growth=4.0)
 
     def _grabcut(self, img, region, band, fg, bg, inside_only=False):
         """GrabCut with ``region`` (H, W) bool as probable foreground, ``fg`` / ``bg`` definite, a ``band``-px
