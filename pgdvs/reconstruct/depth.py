@@ -13,7 +13,9 @@ Steps per frame i:
 4. Cross-frame consistency: every neighbour j's solved depth, carried into frame i through the flow and the
    relative pose, joins the candidates of step 2 and the solve is repeated.
 5. ``bring_moving_forward``: a moving object's filled depth (an average of near and far surroundings) is
-   brought no farther than the near end of the static pixels around it, which it hides.
+   brought no farther than the near end of the static pixels around it, which it hides; masked pixels whose
+   own triangulation with the frames up to MOVING_GAP away fits (static pixels the mask took in, objects that
+   move little against the camera's baseline) keep that instead.
 
 Everything runs at a working size (``DepthConfig.work_side``, flows and K rescaled; pixel thresholds hold there)
 and the log-depth is upsampled bilinearly; with a prior, only its smooth correction is upsampled.
@@ -38,6 +40,7 @@ FULL_WEIGHT_ANGLE = np.deg2rad(2.0)  # triangulation weight grows as angle^2 (de
 RIM_PX = 3  # at 480 px: the ring of static pixels around a moving object that bounds its depth ...
 RIM_QUANTILE = 5  # ... at this percentile of the ring's depths (the near end, robust to a few stray pixels)
 MAX_OBJECT_SHARE = 0.25  # a moving region larger than this share of its frame is left to the smooth fill
+MOVING_GAP = 2  # masked pixels keep their own triangulation with frames up to this far, where it fits
 
 
 @dataclass
@@ -247,11 +250,15 @@ def consistent_depth(frames: np.ndarray, K: np.ndarray, c2w: np.ndarray, pairs: 
     fb_ok = _forward_backward_ok(pairs, fl, config.max_fb_px)
     min_angle = np.deg2rad(config.min_angle_deg)
     tri = [[] for _ in range(n)]  # per frame: (log-depth, weight) candidates
+    moving = [[] for _ in range(n)]  # per frame: candidates on masked pixels from the nearest frames
     for k, (i, j) in enumerate(pairs):
         depth, angle, resid = triangulate_flow(fl[k], k_small, c2w[i], c2w[j])
-        ok = fb_ok[k] & static[i] & (angle >= min_angle) & (resid <= config.max_residual_px) & np.isfinite(depth)
-        weight = np.where(ok, np.minimum(angle / FULL_WEIGHT_ANGLE, 1) ** 2, 0).astype(np.float32)
-        tri[i].append((np.log(np.where(ok, depth, 1.0)).astype(np.float32), weight))
+        fits = fb_ok[k] & (angle >= min_angle) & (resid <= config.max_residual_px) & np.isfinite(depth)
+        for out, ok in ((tri[i], fits & static[i]),
+                        (moving[i], fits & ~static[i] if abs(j - i) <= MOVING_GAP else None)):
+            if ok is not None:
+                weight = np.where(ok, np.minimum(angle / FULL_WEIGHT_ANGLE, 1) ** 2, 0).astype(np.float32)
+                out.append((np.log(np.where(ok, depth, 1.0)).astype(np.float32), weight))
     _drop_outliers(tri)
     coverage = np.array([np.mean(np.max([c[1] for c in tri[i]], 0) > 0) if tri[i] else 0.0 for i in range(n)])
 
@@ -289,7 +296,27 @@ def consistent_depth(frames: np.ndarray, K: np.ndarray, c2w: np.ndarray, pairs: 
     depth = np.exp(full).astype(np.float32)
     if dyn_mask is not None:
         depth = bring_moving_forward(depth, dyn_mask)
+        own = _moving_own_depth(moving, (height, width))
+        depth = np.where(dyn_mask & np.isfinite(own), own, depth).astype(np.float32)
     return DepthResult(depth, conf, coverage.astype(np.float32), scale_shift)
+
+
+def _moving_own_depth(moving: list[list[tuple[np.ndarray, np.ndarray]]], hw: tuple[int, int]) -> np.ndarray:
+    """Masked pixels' own triangulation with the nearest frames, where it fits (the masks hold static pixels
+    too, and an object moving little against the camera's baseline triangulates nearly right): weighted median
+    per pixel, a 5 px median filter against speckle, upsampled. -> (N, H, W) depth, nan where none fits."""
+    out = np.full((len(moving), *hw), np.nan, np.float32)
+    for i, cands in enumerate(moving):
+        if not cands:
+            continue
+        fused, _ = fuse_estimates(np.stack([c[0] for c in cands]), np.stack([c[1] for c in cands]))
+        if np.isfinite(fused).any():
+            known = np.isfinite(fused)
+            filtered = cv2.medianBlur(np.where(known, fused, 0).astype(np.float32), 5)
+            counts = cv2.medianBlur(known.astype(np.uint8) * 255, 5) > 0
+            small = np.where(known & counts, filtered, np.nan)
+            out[i] = np.exp(_resize(small, hw, cv2.INTER_NEAREST))
+    return out
 
 
 def bring_moving_forward(depth: np.ndarray, moving: np.ndarray, rim_px: int | None = None,
