@@ -100,11 +100,16 @@ def synthetic():
     return make_scene("handheld-room", "small")
 
 
+def _neighbour_flows(sc, n):
+    """The first n frames' flows to their neighbours, both ways -> (pairs, (P, H, W, 2))."""
+    pairs = [(i, i + 1) for i in range(n - 1)] + [(i + 1, i) for i in range(n - 1)]
+    return pairs, np.concatenate([sc.flow_fwd[:n - 1], sc.flow_bwd[:n - 1]])
+
+
 def test_consistent_depth_with_true_cameras_and_flow(synthetic):
     sc = synthetic
     n = 8
-    pairs = [(i, i + 1) for i in range(n - 1)] + [(i + 1, i) for i in range(n - 1)]
-    flows = np.concatenate([sc.flow_fwd[:n - 1], sc.flow_bwd[:n - 1]])
+    pairs, flows = _neighbour_flows(sc, n)
     dyn = sc.gt.dyn_mask[:n]
     result = consistent_depth(sc.rgb[:n], sc.K[0], sc.c2w[:n], pairs, flows, dyn_mask=dyn)
     assert result.depth.shape == (n, *sc.hw) and np.isfinite(result.depth).all() and (result.depth > 0).all()
@@ -122,8 +127,7 @@ def test_consistent_depth_with_true_cameras_and_flow(synthetic):
 def test_static_pixels_in_the_mask_keep_their_own_triangulation(synthetic):
     sc = synthetic
     n = 8
-    pairs = [(i, i + 1) for i in range(n - 1)] + [(i + 1, i) for i in range(n - 1)]
-    flows = np.concatenate([sc.flow_fwd[:n - 1], sc.flow_bwd[:n - 1]])
+    pairs, flows = _neighbour_flows(sc, n)
     dyn = sc.gt.dyn_mask[:n]
     wrong = np.zeros_like(dyn)
     wrong[:, 48:60, 10:40] = True  # a false positive of the automatic mask, on the static scene
@@ -153,8 +157,7 @@ def test_moving_objects_are_brought_in_front_of_what_they_hide():
 def test_consistency_round_does_not_degrade_and_init_depth_is_used(synthetic):
     sc = synthetic
     n = 6
-    pairs = [(i, i + 1) for i in range(n - 1)] + [(i + 1, i) for i in range(n - 1)]
-    flows = np.concatenate([sc.flow_fwd[:n - 1], sc.flow_bwd[:n - 1]])
+    pairs, flows = _neighbour_flows(sc, n)
     kw = dict(dyn_mask=sc.gt.dyn_mask[:n])
     none = consistent_depth(sc.rgb[:n], sc.K[0], sc.c2w[:n], pairs, flows,
                             config=DepthConfig(consistency_iters=0), **kw)
