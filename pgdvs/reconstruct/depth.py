@@ -254,11 +254,9 @@ def consistent_depth(frames: np.ndarray, K: np.ndarray, c2w: np.ndarray, pairs: 
     for k, (i, j) in enumerate(pairs):
         depth, angle, resid = triangulate_flow(fl[k], k_small, c2w[i], c2w[j])
         fits = fb_ok[k] & (angle >= min_angle) & (resid <= config.max_residual_px) & np.isfinite(depth)
-        for out, ok in ((tri[i], fits & static[i]),
-                        (moving[i], fits & ~static[i] if abs(j - i) <= MOVING_GAP else None)):
-            if ok is not None:
-                weight = np.where(ok, np.minimum(angle / FULL_WEIGHT_ANGLE, 1) ** 2, 0).astype(np.float32)
-                out.append((np.log(np.where(ok, depth, 1.0)).astype(np.float32), weight))
+        tri[i].append(_candidate(depth, angle, fits & static[i]))
+        if dyn is not None and abs(j - i) <= MOVING_GAP:
+            moving[i].append(_candidate(depth, angle, fits & ~static[i]))
     _drop_outliers(tri)
     coverage = np.array([np.mean(np.max([c[1] for c in tri[i]], 0) > 0) if tri[i] else 0.0 for i in range(n)])
 
@@ -299,6 +297,13 @@ def consistent_depth(frames: np.ndarray, K: np.ndarray, c2w: np.ndarray, pairs: 
         own = _moving_own_depth(moving, (height, width))
         depth = np.where(dyn_mask & np.isfinite(own), own, depth).astype(np.float32)
     return DepthResult(depth, conf, coverage.astype(np.float32), scale_shift)
+
+
+def _candidate(depth: np.ndarray, angle: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One triangulation as a fusion candidate: (log-depth, weight growing as angle^2 up to FULL_WEIGHT_ANGLE,
+    0 where not ``ok``), each (h, w) float32."""
+    weight = np.where(ok, np.minimum(angle / FULL_WEIGHT_ANGLE, 1) ** 2, 0).astype(np.float32)
+    return np.log(np.where(ok, depth, 1.0)).astype(np.float32), weight
 
 
 def _moving_own_depth(moving: list[list[tuple[np.ndarray, np.ndarray]]], hw: tuple[int, int]) -> np.ndarray:
