@@ -6,7 +6,12 @@ Per frame pair (a, b) a pixel votes "moving" when a static world does not explai
   forward-backward check. Only pixels visible in b (depth_b z-test: occlusions and a moving object covering
   the spot give no evidence) and either textured or clearly different count; a pixel with a "moving" vote
   is judged again at the depth of the static surface beside it, in case its estimated depth is the front
-  object's bled over the background (:func:`retry_at_background_depth`);
+  object's bled over the background (:func:`retry_at_background_depth`). Objects that move slowly or
+  change shape in place (a pulsing ball, a swaying pole at its turning point) only show over many frames,
+  so wider gaps are compared in a second pass; over those, a moving object's estimated depth (unreliable)
+  no longer hides what it passes in front of, so in the second pass the moving pixels of the first hide
+  whatever projects onto them. A slow object lands on itself: over the wide gaps its own first-pass pixels
+  are not hidden from it, and a pixel left with no partner keeps its first-pass evidence;
 - without depth: the observed flow's endpoint is far from its epipolar line (blind to motion along the
   line), or, when the camera did not translate, from the rotation homography's endpoint; the threshold is
   scaled with resolution and raised to a multiple of the pair's median residual so noisy flow does not
@@ -36,10 +41,12 @@ TEXTURE_MIN = 0.02  # mean central-difference gradient (intensity per 2 px) belo
 SNAP_KEEP_MIN = 0.3  # a colour snap that keeps less of the mask than this is rejected
 DEPTH_TOLERANCE = 0.03  # relative: a point further than this behind the surface seen in frame b is hidden
 BACKGROUND_RADII = (3, 7, 15)  # px at 480: how far foreground depth may bleed over the background beside it
+MOVER_MARGIN = 3  # px at 480: how far the moving pixels of a first pass are grown before they hide others
 
 
 def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_px: float = 1.5,
-                 noise_factor: float = 3.0, gaps: tuple[int, ...] = (1, 2, 4, 8), vote_frac: float = 0.2,
+                 noise_factor: float = 3.0, gaps: tuple[int, ...] = (1, 2, 4, 8),
+                 wide_gaps: tuple[int, ...] = (16, 24), vote_frac: float = 0.2,
                  min_area_frac: float = 0.002, gap_flows: dict | None = None, sam_model=None,
                  photo_threshold: float = 0.045, colour_snap_px: float = 16.0,
                  background_radii: tuple[int, ...] = BACKGROUND_RADII) -> np.ndarray:
@@ -51,10 +58,11 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
     Without depth: ``threshold_px`` is the epipolar residual at 480 px that counts as motion (scaled with
     resolution, plus 5 % of the flow length), raised to ``noise_factor`` x the pair's median residual, and
     ``gap_flows``: {gap: (fwd (N-gap, H, W, 2), bwd)} flows computed directly at larger gaps (else composed).
-    ``gaps``: frame gaps compared; ``vote_frac``: fraction of pairs with evidence that must vote "moving";
-    ``min_area_frac``: smallest kept component as a fraction of the image; ``sam_model``: snap to SAM
-    segments (:func:`snap_to_segments`); without SAM, ``colour_snap_px`` > 0 snaps to colour edges within
-    that band at 480 px (:func:`snap_to_colour`).
+    ``gaps``: frame gaps compared; ``wide_gaps`` (with depth): further gaps, for objects too slow to show
+    over the others, compared in a second pass (see the module doc; empty: no second pass); ``vote_frac``:
+    fraction of pairs with evidence that must vote "moving"; ``min_area_frac``: smallest kept component as a
+    fraction of the image; ``sam_model``: snap to SAM segments (:func:`snap_to_segments`); without SAM,
+    ``colour_snap_px`` > 0 snaps to colour edges within that band at 480 px (:func:`snap_to_colour`).
     """
     frames, fwd, bwd, K, c2w, depth = _check_inputs(frames, flows_fwd, flows_bwd, K, c2w, depth)
     n, h, w = frames.shape[:3]
@@ -68,32 +76,28 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
         points = unproject_depth(depth, K.float(), c2w.float())
         nearest = nearest_surface(depth)
     gaps = sorted({g for g in gaps if 0 < g < n})
-    for gap in gaps:
-        src = torch.cat([torch.arange(n - gap), torch.arange(gap, n)])
-        dst = torch.cat([torch.arange(gap, n), torch.arange(n - gap)])
-        if depth is None:  # only the flow-based test needs flows over the gap
-            flows_ij, flows_ji = _gap_flows(gap_flows, gap, fwd, bwd, (n - gap, h, w, 2))
-            f_ab, f_ba = torch.cat([flows_ij, flows_ji]), torch.cat([flows_ji, flows_ij])
-        for c in range(0, len(src), PAIR_CHUNK):
-            chunk = slice(c, c + PAIR_CHUNK)
-            a, b = src[chunk], dst[chunk]
-            if depth is not None:
-                residual, seen = photometric_residual(images[a], points[a], images[b], nearest[b], K[b], c2w[b])
-                moving = residual > photo_threshold
-                # untextured static pixels look the same whatever the motion: no evidence either way
-                ok = seen & (moving | textured[a])
-            else:
-                fab, fba = f_ab[chunk], f_ba[chunk]
-                res = epipolar_residual(fab, K[a], c2w[a], K[b], c2w[b])
-                ok = consistent(fab, fba, tol) & torch.isfinite(res)
-                # the pair's typical residual (static pixels dominate), from every 4th pixel each way
-                noise = torch.where(ok, res, torch.nan)[:, ::4, ::4].flatten(1).nanmedian(dim=1).values
-                floor = (noise_factor * noise.nan_to_num(0.0)).clamp(min=thr)[:, None, None]
-                moving = res > floor + 0.05 * fab.norm(dim=-1)  # flow error grows with the flow's length
-            votes.index_add_(0, a, (moving & ok).float())
-            counts.index_add_(0, a, ok.float())
+    wide = sorted({g for g in wide_gaps if 0 < g < n} - set(gaps))
+    if depth is None:
+        _epipolar_votes(votes, counts, gaps, fwd, bwd, K, c2w, gap_flows, thr, noise_factor, tol)
+    elif not wide_gaps:
+        _photometric_votes(votes, counts, gaps, images, textured, points, nearest, K, c2w, photo_threshold)
+    else:
+        # a moving object's depth is unreliable, so it may fail to hide what it passes in front of: a first pass
+        # finds the movers, and in a second one they hide whatever projects onto them
+        first = torch.zeros(n, h, w), torch.zeros(n, h, w)
+        _photometric_votes(*first, gaps, images, textured, points, nearest, K, c2w, photo_threshold)
+        movers = first[0] > vote_frac * first[1].clamp(min=1)
+        radius = max(1, round(scale * MOVER_MARGIN))
+        movers = torch.nn.functional.max_pool2d(movers[:, None].float(), 2 * radius + 1, 1, radius)[:, 0] > 0
+        scene = (images, textured, points, nearest, K, c2w, photo_threshold, movers)
+        _photometric_votes(votes, counts, gaps, *scene)
+        # over wide gaps a slow object lands on itself: its own first-pass pixels are not hidden from it
+        _photometric_votes(votes, counts, wide, *scene, movers_exempt=True)
+        # a pixel with no partner left (a slow object over the near gaps) keeps its first-pass evidence
+        lost = counts == 0
+        votes[lost], counts[lost] = first[0][lost], first[1][lost]
     if depth is not None and background_radii:
-        retry_at_background_depth(votes, counts, images, textured, points, depth, nearest, K, c2w, gaps,
+        retry_at_background_depth(votes, counts, images, textured, points, depth, nearest, K, c2w, gaps + wide,
                                   photo_threshold, [max(1, round(r * scale)) for r in background_radii])
     score = temporal_smooth(votes / counts.clamp(min=1), counts > 0, fwd, bwd, tol)
     masks = np.stack([clean_mask(s > vote_frac, min_area_frac) for s in score.numpy()])
@@ -103,6 +107,51 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
         band = max(4, round(colour_snap_px * scale))
         masks = np.stack([snap_to_colour(f, m, band) for f, m in zip(frames, masks)])
     return masks
+
+
+def _photometric_votes(votes, counts, gaps, images, textured, points, nearest, K, c2w, photo_threshold,
+                       movers=None, *, movers_exempt=False):
+    """Add the photometric votes of every pair (a, a +- gap) to frame a's ``votes`` / ``counts`` (in place).
+    movers (N, H, W) bool or None: pixels that hide whatever projects onto them in a partner frame, except
+    (``movers_exempt``) for pixels that are movers themselves."""
+    n = len(images)
+    for gap in gaps:
+        src, dst = _pairs(n, gap)
+        for c in range(0, len(src), PAIR_CHUNK):
+            a, b = src[c:c + PAIR_CHUNK], dst[c:c + PAIR_CHUNK]
+            hide = () if movers is None else (movers[b], movers[a] if movers_exempt else None)
+            residual, seen = photometric_residual(images[a], points[a], images[b], nearest[b], K[b], c2w[b], *hide)
+            moving = residual > photo_threshold
+            # untextured static pixels look the same whatever the motion: no evidence either way
+            ok = seen & (moving | textured[a])
+            votes.index_add_(0, a, (moving & ok).float())
+            counts.index_add_(0, a, ok.float())
+
+
+def _pairs(n: int, gap: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame indices (a, b) of every pair ``gap`` apart, both ways: forward pairs first, then backward."""
+    return (torch.cat([torch.arange(n - gap), torch.arange(gap, n)]),
+            torch.cat([torch.arange(gap, n), torch.arange(n - gap)]))
+
+
+def _epipolar_votes(votes, counts, gaps, fwd, bwd, K, c2w, gap_flows, thr, noise_factor, tol):
+    """Add the flow-based votes of every pair (a, a +- gap) to frame a's ``votes`` / ``counts`` (in place)."""
+    n, h, w = fwd.shape[0] + 1, fwd.shape[1], fwd.shape[2]
+    for gap in gaps:
+        flows_ij, flows_ji = _gap_flows(gap_flows, gap, fwd, bwd, (n - gap, h, w, 2))
+        f_ab, f_ba = torch.cat([flows_ij, flows_ji]), torch.cat([flows_ji, flows_ij])
+        src, dst = _pairs(n, gap)
+        for c in range(0, len(src), PAIR_CHUNK):
+            chunk = slice(c, c + PAIR_CHUNK)
+            a, b, fab, fba = src[chunk], dst[chunk], f_ab[chunk], f_ba[chunk]
+            res = epipolar_residual(fab, K[a], c2w[a], K[b], c2w[b])
+            ok = consistent(fab, fba, tol) & torch.isfinite(res)
+            # the pair's typical residual (static pixels dominate), from every 4th pixel each way
+            noise = torch.where(ok, res, torch.nan)[:, ::4, ::4].flatten(1).nanmedian(dim=1).values
+            floor = (noise_factor * noise.nan_to_num(0.0)).clamp(min=thr)[:, None, None]
+            moving = res > floor + 0.05 * fab.norm(dim=-1)  # flow error grows with the flow's length
+            votes.index_add_(0, a, (moving & ok).float())
+            counts.index_add_(0, a, ok.float())
 
 
 def _gap_flows(gap_flows, gap, fwd, bwd, shape):
@@ -121,12 +170,14 @@ def nearest_surface(depth: torch.Tensor) -> torch.Tensor:
 
 
 def photometric_residual(colours_a: torch.Tensor, points_a: torch.Tensor, image_b: torch.Tensor,
-                         nearest_b: torch.Tensor, K_b: torch.Tensor, c2w_b: torch.Tensor
+                         nearest_b: torch.Tensor, K_b: torch.Tensor, c2w_b: torch.Tensor,
+                         occluders_b: torch.Tensor | None = None, exempt_a: torch.Tensor | None = None
                          ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean absolute colour difference between pixels of frame a and frame b sampled where a static world puts
     them (their world points projected into b; not smoothed: that would grow the mask past the object's edge);
     ``seen`` marks points that land inside frame b and are not hidden there by a nearer surface (occlusions
-    and a moving object covering the spot are no evidence).
+    and a moving object covering the spot are no evidence), nor land on ``occluders_b`` (B, H, W) bool
+    (pixels taken to hide whatever projects onto them) unless ``exempt_a`` (B, *S) bool marks them.
     colours_a (B, 3, *S) and points_a (B, *S, 3) (world points of those pixels, e.g. S = (H, W): a whole frame's
     depth unprojected), image_b (B, 3, H, W), nearest_b (B, H, W) frame b's :func:`nearest_surface`,
     K_b (B, 3, 3), c2w_b (B, 4, 4)
@@ -135,6 +186,9 @@ def photometric_residual(colours_a: torch.Tensor, points_a: torch.Tensor, image_
     h, w = nearest_b.shape[1:]
     uv, z = project_points(points_a.reshape(bsz, -1, 3), K_b.float(), c2w_b.float())
     seen = (z > 0) & in_image(uv, h, w) & (z <= sample_image(nearest_b[:, None], uv)[:, 0] * (1 + DEPTH_TOLERANCE))
+    if occluders_b is not None:
+        covered = sample_image(occluders_b[:, None].float(), uv)[:, 0] > 0
+        seen &= ~covered if exempt_a is None else ~covered | exempt_a.reshape(bsz, -1)
     residual = (colours_a.reshape(bsz, 3, -1) - sample_image(image_b, uv)).abs().mean(1)
     return residual.reshape(bsz, *shape), seen.reshape(bsz, *shape)
 
