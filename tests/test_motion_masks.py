@@ -5,8 +5,9 @@ import torch
 from mask_fixtures import mean_iou, toy_clip
 
 from pgdvs.errors import InputError
-from pgdvs.reconstruct.motion_masks import (clean_mask, compose_flows, epipolar_residual, motion_masks,
-                                            nearest_surface, photometric_residual, snap_to_segments)
+from pgdvs.reconstruct.motion_masks import (UNTEXTURED_WEIGHT, clean_mask, compose_flows, epipolar_residual,
+                                            motion_masks, nearest_surface, photometric_residual, snap_to_segments,
+                                            tally)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +73,21 @@ def test_occluders_in_the_partner_frame_hide_what_lands_on_them(clip):
     on_square = seen[0] & ~unhidden[0]
     assert on_square.sum() > 100 and unhidden[0].sum() > 0.5 * seen[0].sum()
     assert (kept[0] == (unhidden[0] | (seen[0] & exempt[0]))).all()
+
+
+def test_untextured_pixels_need_more_than_one_moving_look():
+    """Twelve partner frames, one of which sees something else there (depth error carries the pixel onto a
+    pillar): a textured pixel's "moving" share is 1/12, an untextured one's 0.23, where it was 1 when only its
+    "moving" looks counted. Unseen looks weigh nothing."""
+    residual = torch.tensor([[0.3] + [0.01] * 11] * 2 + [[0.3] * 6 + [0.01] * 6]).T  # (12 partners, 3 pixels)
+    seen = torch.ones(12, 3, dtype=torch.bool)
+    seen[6:, 2] = False
+    textured = torch.tensor([True, False, False]).expand(12, 3)
+    moving, weight = (x.sum(0) for x in tally(residual, seen, textured, 0.045))
+    assert moving.tolist() == [1, 1, 6]
+    assert weight.tolist() == pytest.approx([12, 1 + 11 * UNTEXTURED_WEIGHT, 6])
+    share = moving / weight
+    assert share[0] < 0.1 and share[1] < 0.25 and share[2] == 1  # a pixel that only ever looks different moves
 
 
 def test_wide_gaps_find_slow_objects():

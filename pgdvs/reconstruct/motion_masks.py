@@ -4,9 +4,9 @@ Per frame pair (a, b) a pixel votes "moving" when a static world does not explai
 - with depth: frame b warped to frame a by the rigid flow of depth_a has another colour (photometric
   residual). It needs no estimated flow, which (DIS) is wrong in untextured areas while still passing the
   forward-backward check. Only pixels visible in b (depth_b z-test: occlusions and a moving object covering
-  the spot give no evidence) and either textured or clearly different count; a pixel with a "moving" vote
-  is judged again at the depth of the static surface beside it, in case its estimated depth is the front
-  object's bled over the background (:func:`retry_at_background_depth`). Objects that move slowly or
+  the spot give no evidence) count, untextured ones less when they look the same (:func:`tally`); a pixel
+  with a "moving" vote is judged again at the depth of the static surface beside it, in case its estimated
+  depth is the front object's bled over the background (:func:`retry_at_background_depth`). Objects that move slowly or
   change shape in place (a pulsing ball, a swaying pole at its turning point) only show over many frames,
   so wider gaps are compared in a second pass; over those, a moving object's estimated depth (unreliable)
   no longer hides what it passes in front of, so in the second pass the moving pixels of the first hide
@@ -32,6 +32,7 @@ from scipy import ndimage
 
 from ..errors import InputError
 from ..geometry import in_image, invert_pose, pixel_grid, project_points, unproject_depth
+from ..render.morphology import dilate, max_filter, min_filter
 from ..videoio import to_uint8
 from ..warp import backward_warp, flow_consistency, sample_image
 
@@ -41,6 +42,7 @@ TEXTURE_MIN = 0.02  # mean central-difference gradient (intensity per 2 px) belo
 SNAP_KEEP_MIN = 0.3  # a colour snap that keeps less of the mask than this is rejected
 DEPTH_TOLERANCE = 0.03  # relative: a point further than this behind the surface seen in frame b is hidden
 BACKGROUND_RADII = (3, 7, 15)  # px at 480: how far foreground depth may bleed over the background beside it
+UNTEXTURED_WEIGHT = 0.3  # how much a "static" look counts at an untextured pixel (see :func:`tally`)
 MOVER_MARGIN = 3  # px at 480: how far the moving pixels of a first pass are grown before they hide others
 
 
@@ -88,7 +90,7 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
         _photometric_votes(*first, gaps, images, textured, points, nearest, K, c2w, photo_threshold)
         movers = first[0] > vote_frac * first[1].clamp(min=1)
         radius = max(1, round(scale * MOVER_MARGIN))
-        movers = torch.nn.functional.max_pool2d(movers[:, None].float(), 2 * radius + 1, 1, radius)[:, 0] > 0
+        movers = dilate(movers, radius)
         scene = (images, textured, points, nearest, K, c2w, photo_threshold, movers)
         _photometric_votes(votes, counts, gaps, *scene)
         # over wide gaps a slow object lands on itself: its own first-pass pixels are not hidden from it
@@ -121,11 +123,22 @@ def _photometric_votes(votes, counts, gaps, images, textured, points, nearest, K
             a, b = src[c:c + PAIR_CHUNK], dst[c:c + PAIR_CHUNK]
             hide = () if movers is None else (movers[b], movers[a] if movers_exempt else None)
             residual, seen = photometric_residual(images[a], points[a], images[b], nearest[b], K[b], c2w[b], *hide)
-            moving = residual > photo_threshold
-            # untextured static pixels look the same whatever the motion: no evidence either way
-            ok = seen & (moving | textured[a])
-            votes.index_add_(0, a, (moving & ok).float())
-            counts.index_add_(0, a, ok.float())
+            moving, weight = tally(residual, seen, textured[a], photo_threshold)
+            votes.index_add_(0, a, moving)
+            counts.index_add_(0, a, weight)
+
+
+def tally(residual: torch.Tensor, seen: torch.Tensor, textured: torch.Tensor, threshold: float
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Votes and their weights from photometric residuals: a pixel seen in the partner frame votes "moving"
+    (weight 1) when its residual exceeds ``threshold``, else "static": weight 1 where it is textured, and
+    UNTEXTURED_WEIGHT where not. An untextured pixel looks the same whatever the motion, so looking the same is
+    weak evidence there (a uniform object lands on itself), but some: one "moving" look, e.g. depth error
+    carrying a plain wall onto a pillar, must not mark it outright.
+    residual, seen, textured (*S) (seen, textured bool) -> moving votes (*S) float, weights (*S) float."""
+    moving = seen & (residual > threshold)
+    weight = moving.float() + torch.where(textured, 1.0, UNTEXTURED_WEIGHT) * (seen & ~moving).float()
+    return moving.float(), weight
 
 
 def _pairs(n: int, gap: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,7 +179,7 @@ def _gap_flows(gap_flows, gap, fwd, bwd, shape):
 def nearest_surface(depth: torch.Tensor) -> torch.Tensor:
     """The nearest depth within one pixel of each pixel (a point is hidden only behind all of them).
     depth (N, H, W) -> (N, H, W)."""
-    return -torch.nn.functional.max_pool2d(-depth[:, None], 3, 1, 1)[:, 0]
+    return min_filter(depth, 1)
 
 
 def photometric_residual(colours_a: torch.Tensor, points_a: torch.Tensor, image_b: torch.Tensor,
@@ -210,9 +223,9 @@ def retry_at_background_depth(votes: torch.Tensor, counts: torch.Tensor, images:
     c2w (N, 4, 4); radii in pixels."""
     n = depth.shape[0]
     flagged = votes > 0
-    static_depth = torch.where(flagged, torch.zeros(()), depth)[:, None]
+    static_depth = torch.where(flagged, torch.zeros(()), depth)
     # 0 where every pixel within the radius is flagged: no other surface to try there
-    far = [torch.nn.functional.max_pool2d(static_depth, 2 * r + 1, 1, r)[:, 0] for r in radii]
+    far = [max_filter(static_depth, r) for r in radii]
     centres = c2w[:, :3, 3].float()
     for a in range(n):
         idx = torch.nonzero(flagged[a].flatten())[:, 0]
@@ -230,10 +243,8 @@ def retry_at_background_depth(votes: torch.Tensor, counts: torch.Tensor, images:
             ratio = torch.where(alt > 0, alt / own, torch.ones(()))
             pts = (centres[a] + rays * ratio[:, None]).expand(len(b), -1, -1)
             residual, seen = photometric_residual(colours, pts, images[b], nearest[b], K[b], c2w[b])
-            moving = residual > photo_threshold
-            ok = seen & (moving | tex)
             cost = torch.where(seen, residual, torch.zeros(())).sum(0) / seen.sum(0).clamp(min=1)
-            alt_votes, alt_counts = (moving & ok).sum(0).float(), ok.sum(0).float()
+            alt_votes, alt_counts = (x.sum(0) for x in tally(residual, seen, tex, photo_threshold))
             # a retry only clears: another depth may see fewer partners, whose few votes must not add motion
             better = seen.any(0) & (cost < best) & (alt_votes <= own_share * alt_counts)
             best = torch.where(better, cost, best)
