@@ -315,8 +315,8 @@ def _moving_own_depth(moving: list[list[tuple[np.ndarray, np.ndarray]]], hw: tup
         if not cands:
             continue
         fused, _ = fuse_estimates(np.stack([c[0] for c in cands]), np.stack([c[1] for c in cands]))
-        if np.isfinite(fused).any():
-            known = np.isfinite(fused)
+        known = np.isfinite(fused)
+        if known.any():
             filtered = cv2.medianBlur(np.where(known, fused, 0).astype(np.float32), 5)
             counts = cv2.medianBlur(known.astype(np.uint8) * 255, 5) > 0
             small = np.where(known & counts, filtered, np.nan)
