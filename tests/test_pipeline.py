@@ -1,6 +1,7 @@
 """reconstruct(): a short synthetic clip end to end, degenerate clips (static camera, pure rotation), the depth
 prior hook, the CLI, and bad inputs that must leave no scene folder behind."""
 import dataclasses
+import types
 
 import cv2
 import numpy as np
@@ -188,6 +189,32 @@ def test_simulated_clicks_target_the_worst_miss_and_false_positive():
     assert gt[int(inc[1]), int(inc[0])] and not est[int(inc[1]), int(inc[0])] and abs(inc[0] - 40.5) <= 1
     assert est[int(exc[1]), int(exc[0])] and not gt[int(exc[1]), int(exc[0])]
     assert click_targets(gt, gt) == []
+
+
+def test_rig_targets_take_the_reconstructed_pose_and_intrinsics_of_their_camera():
+    from pgdvs.bench.suites.reconstruct import rig_views_in_reconstruction
+    from pgdvs.errors import PGDVSError
+    from pgdvs.scene import EvalViews
+
+    n, rig = 9, 3  # frame i was filmed by rig camera i % 3
+    c2w = np.tile(np.eye(4), (n, 1, 1))
+    for i in range(n):  # camera c sits at x = c; its three estimates wobble by +-2 degrees and +-0.1 around that
+        wobble = (i // rig - 1) * 2.0
+        c2w[i, :3, :3] = Rotation.from_euler("y", 10 * (i % rig) + wobble, degrees=True).as_matrix()
+        c2w[i, :3, 3] = [i % rig, 0.1 * wobble / 2, 0.0]
+    K = np.tile(np.array([[100.0, 0, 31.5], [0, 100.0, 15.5], [0, 0, 1]]), (n, 1, 1))
+    scene = types.SimpleNamespace(n_frames=n, hw=(32, 64), c2w=c2w, K=K)
+    views = EvalViews(time=np.array([4.0, 5.0]), camera=np.array([2, 1]), c2w=np.tile(np.eye(4), (2, 1, 1)),
+                      K=np.tile(np.eye(3), (2, 1, 1)), rgb=np.zeros((2, 64, 128, 3), np.float32),
+                      depth=np.ones((2, 64, 128), np.float32), dyn_mask=np.zeros((2, 64, 128), bool))
+    placed = rig_views_in_reconstruction(scene, views, rig)
+    assert np.allclose(placed.c2w[0, :3, 3], [2, 0, 0]) and np.allclose(placed.c2w[1, :3, 3], [1, 0, 0])
+    angle = Rotation.from_matrix(placed.c2w[:, :3, :3]).as_euler("yxz", degrees=True)[:, 0]
+    assert np.allclose(angle, [20, 10], atol=1e-6)
+    assert np.allclose(placed.K[0], [[200, 0, 63.5], [0, 200, 31.5], [0, 0, 1]])  # views are twice the size
+    assert np.array_equal(views.c2w, np.tile(np.eye(4), (2, 1, 1)))  # the input views are left alone
+    with pytest.raises(PGDVSError, match="rig camera 10"):
+        rig_views_in_reconstruction(scene, dataclasses.replace(views, camera=np.array([10, 1])), 12)  # 9 frames: cameras 9-11 never filmed
 
 
 def test_sfm_overrides_a_rotation_verdict_only_with_real_translation():

@@ -3,7 +3,9 @@
 - ``synthetic-reconstruct``: every synthetic scene of both protocols is reconstructed from its RGB alone
   (classical path). Method ``oracle`` renders the held-out views from the exact geometry, ``estimated`` from the
   reconstruction, aligned to the ground-truth frame by a similarity fitted to the reconstructed vs true 3D points
-  of static pixels (same renderer, same views). Rows of ``estimated`` also carry ``ate`` / ``rpe`` (camera centres
+  of static pixels (same renderer, same views). Rig targets are cameras that also filmed input frames, so there
+  they are rendered from the reconstruction's own pose and K for that camera (:func:`rig_views_in_reconstruction`);
+  handheld targets never filmed an input frame and keep their true pose and K in the aligned frame. Rows of ``estimated`` also carry ``ate`` / ``rpe`` (camera centres
   after Sim(3) (Umeyama) alignment, scene units; RPE over 1-frame gaps), ``rpe_deg``, ``depth_absrel`` /
   ``depth_delta1`` (per frame, scaled by the median of GT / estimate), ``mask_iou`` (mean per frame),
   ``mask_iou_clicks`` (the same after two simulated clicks, :func:`simulated_clicks`) and ``seconds``
@@ -172,6 +174,33 @@ def aligned_scene(scene, sim):
     return replace(scene, c2w=apply_sim3(scene.c2w, sim), depth=(scene.depth * sim[0]).astype(np.float32), gt=None)
 
 
+def rig_views_in_reconstruction(scene, views, rig_cameras: int):
+    """Held-out rig views with the camera the reconstruction found for them. Input frame i was filmed by rig
+    camera ``i % rig_cameras`` (the rig protocol), so each target camera is one the reconstruction has already
+    placed, several times: its pose is the mean of those frames' poses (rotations: chordal mean) and its K the
+    reconstruction's, rescaled to the view size. This is how the original gets its rig targets (one camera
+    calibration for inputs and targets) and keeps a separate Sim(3) fit and the focal error out of the score.
+    scene: reconstruction (c2w (N, 4, 4), K (N, 3, 3)); views: EvalViews with ``camera`` ids -> EvalViews."""
+    from dataclasses import replace
+
+    import torch
+    from scipy.spatial.transform import Rotation
+
+    from ...geometry import rescale_intrinsics
+
+    frame_camera = np.arange(scene.n_frames) % rig_cameras
+    c2w = np.tile(np.eye(4), (len(views.camera), 1, 1))
+    K = np.zeros((len(views.camera), 3, 3))
+    for j, cam in enumerate(views.camera):
+        own = frame_camera == cam
+        if not own.any():
+            raise PGDVSError(f"rig camera {cam} filmed no input frame; it cannot be placed from the reconstruction")
+        c2w[j, :3, :3] = Rotation.from_matrix(scene.c2w[own, :3, :3]).mean().as_matrix()
+        c2w[j, :3, 3] = scene.c2w[own, :3, 3].mean(0)
+        K[j] = rescale_intrinsics(torch.from_numpy(scene.K[own].mean(0)), scene.hw, views.rgb.shape[1:3]).numpy()
+    return replace(views, c2w=c2w, K=K)
+
+
 def render_views(scene, views, device: str, method: str = "default") -> list[np.ndarray]:
     from ...render.renderer import Renderer
 
@@ -222,8 +251,10 @@ def run_synthetic(args) -> list[dict]:
                               ReconstructConfig(depth_prior="none"))
             seconds = time.perf_counter() - start
             sim = align_to_truth(est, scene.gt.K, scene.gt.c2w, scene.gt.depth, ~scene.gt.dyn_mask)
-            est_views = view_scores(render_views(aligned_scene(est, sim), views, args.device), views.rgb,
-                                    views.dyn_mask)
+            placed = aligned_scene(est, sim)
+            targets = (rig_views_in_reconstruction(placed, views, scene.meta["rig_cameras"])
+                       if protocol == "rig" else views)
+            est_views = view_scores(render_views(placed, targets, args.device), views.rgb, views.dyn_mask)
             rows.append({**base, "method": "estimated", **est_views,
                          **trajectory_errors(est.c2w, scene.gt.c2w),
                          **depth_errors(est.depth, scene.gt.depth, ~scene.gt.dyn_mask),
