@@ -219,3 +219,23 @@ def test_colour_snap_removes_the_halo_around_an_object():
     snapped = snap_to_colour(frame, halo, band=8)
     assert iou(halo, disc) < 0.65 and iou(snapped, disc) > 0.95
     assert not snap_to_colour(frame, np.zeros_like(halo), band=8).any()
+
+
+def test_colour_snap_keeps_a_small_object_that_has_no_sure_core():
+    from pgdvs.reconstruct.motion_masks import snap_to_colour
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:120, :200]
+    big = (yy - 60) ** 2 + (xx - 50) ** 2 < 30 ** 2
+    ball = (yy - 60) ** 2 + (xx - 150) ** 2 < 11 ** 2  # thinner than twice the band: no sure core
+    shelf = (np.abs(yy - 12) < 12) & (np.abs(xx - 100) < 60)  # static, in the ball's colour
+    frame = np.where(big[..., None], [0.8, 0.3, 0.2], [0.2, 0.5, 0.7])
+    frame = np.where((ball | shelf)[..., None], [0.9, 0.8, 0.1], frame) + rng.normal(0, 0.03, (120, 200, 3))
+    sliver = (np.abs(xx - 110) <= 2) & (np.abs(yy - 60) < 30)  # background with a "moving" vote: no object
+    halo = ((yy - 60) ** 2 + (xx - 52) ** 2 < 35 ** 2) | ((yy - 60) ** 2 + (xx - 151) ** 2 < 14 ** 2) | sliver
+    iou = lambda a, b: (a & b).sum() / (a | b).sum()  # noqa: E731
+    snapped = snap_to_colour(frame, halo, band=16, min_radius=6)
+    assert iou(snapped & (xx < 100), big) > 0.95
+    # the joint cut sees the ball's colour in the static shelf and drops it; cut again alone, it stays
+    assert iou(snapped & (xx > 120), ball) > 0.9
+    assert not snapped[sliver].any()  # thinner than min_radius: left to the joint cut, which drops it

@@ -43,6 +43,7 @@ SNAP_KEEP_MIN = 0.3  # a colour snap that keeps less of the mask than this is re
 DEPTH_TOLERANCE = 0.03  # relative: a point further than this behind the surface seen in frame b is hidden
 BACKGROUND_RADII = (3, 7, 15)  # px at 480: how far foreground depth may bleed over the background beside it
 UNTEXTURED_WEIGHT = 0.3  # how much a "static" look counts at an untextured pixel (see :func:`tally`)
+MIN_OBJECT_RADIUS = 9  # px at 480: a thinner mask component without a sure core is a sliver, not an object
 MOVER_MARGIN = 3  # px at 480: how far the moving pixels of a first pass are grown before they hide others
 
 
@@ -107,7 +108,8 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
         masks = snap_to_segments(masks, frames, sam_model)
     elif colour_snap_px > 0:
         band = max(4, round(colour_snap_px * scale))
-        masks = np.stack([snap_to_colour(f, m, band) for f, m in zip(frames, masks)])
+        least = max(2, round(MIN_OBJECT_RADIUS * scale))
+        masks = np.stack([snap_to_colour(f, m, band, least) for f, m in zip(frames, masks)])
     return masks
 
 
@@ -364,13 +366,44 @@ def snap_to_segments(masks: np.ndarray, frames: np.ndarray, sam_model, min_iou: 
     return out
 
 
-def snap_to_colour(frame: np.ndarray, mask: np.ndarray, band: int, iterations: int = 3) -> np.ndarray:
+def snap_to_colour(frame: np.ndarray, mask: np.ndarray, band: int, min_radius: int = 9,
+                   iterations: int = 3) -> np.ndarray:
     """Move the mask border to colour edges within ``band`` pixels (GrabCut: the mask eroded by the band is
     dynamic, the mask probably dynamic, its dilation probably static, the rest static). Motion evidence
     smears over a few pixels around a moving object (camera error, temporal smoothing); the object's colour
-    usually ends where it does. frame (H, W, 3) float in [0, 1], mask (H, W) bool -> (H, W) bool."""
+    usually ends where it does. A component thinner than twice the band has no sure core, so the joint cut
+    has no colour model of it and may drop it whole: such a component, when it is no sliver (its farthest
+    pixel from its border is ``min_radius`` px in or more), is cut again alone with a band half that depth.
+    frame (H, W, 3) float in [0, 1], mask (H, W) bool -> (H, W) bool."""
     if not mask.any():
         return mask
+    out = _grabcut_band(frame, mask, band, iterations)
+    if out is None:  # a colour model without samples (e.g. no static pixel in the box): keep the mask
+        return mask
+    if out.sum() < SNAP_KEEP_MIN * mask.sum():
+        return mask
+    m8 = mask.astype(np.uint8)
+    count, comp = cv2.connectedComponents(m8, connectivity=8)
+    size = np.bincount(comp.ravel(), minlength=count)
+    kept = np.bincount(comp.ravel(), weights=out.ravel(), minlength=count)
+    core = cv2.erode(m8, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * band + 1, 2 * band + 1))) > 0
+    cored = np.bincount(comp.ravel(), weights=core.ravel(), minlength=count) > 0
+    lost = (kept < SNAP_KEEP_MIN * size) & ~cored
+    lost[0] = False  # the background
+    for c in np.flatnonzero(lost):
+        piece = comp == c
+        depth = cv2.distanceTransform(np.pad(piece, 1).astype(np.uint8), cv2.DIST_L2, 3).max()
+        if depth < min_radius:
+            continue
+        alone = _grabcut_band(frame, piece, max(2, int(depth // 2)), iterations)
+        if alone is not None and alone.sum() >= SNAP_KEEP_MIN * piece.sum():
+            out |= alone
+    return out
+
+
+def _grabcut_band(frame: np.ndarray, mask: np.ndarray, band: int, iterations: int) -> np.ndarray | None:
+    """GrabCut of ``mask`` (H, W) bool (non-empty) on the box of its ``band`` dilation, with the labels of
+    :func:`snap_to_colour`; None when OpenCV cannot build a colour model."""
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * band + 1, 2 * band + 1))
     m8 = mask.astype(np.uint8)
     outer = cv2.dilate(m8, kernel) > 0
@@ -386,12 +419,11 @@ def snap_to_colour(frame: np.ndarray, mask: np.ndarray, band: int, iterations: i
     cv2.setRNGSeed(0)  # GrabCut's GMM initialisation draws from OpenCV's global generator
     try:
         cv2.grabCut(image, labels, None, np.zeros((1, 65)), np.zeros((1, 65)), iterations, cv2.GC_INIT_WITH_MASK)
-    except cv2.error:  # a colour model without samples (e.g. no static pixel in the box): keep the mask
-        return mask
+    except cv2.error:
+        return None
     out = np.zeros_like(mask)
     out[crop] = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
-    # a mask thinner than the band has no sure core and GrabCut may drop it whole: evidence beats colour
-    return out if out.sum() >= SNAP_KEEP_MIN * mask.sum() else mask
+    return out
 
 
 def _homogeneous(uv: torch.Tensor) -> torch.Tensor:
