@@ -213,8 +213,8 @@ def test_rig_targets_take_the_reconstructed_pose_and_intrinsics_of_their_camera(
     assert np.allclose(angle, [20, 10], atol=1e-6)
     assert np.allclose(placed.K[0], [[200, 0, 63.5], [0, 200, 31.5], [0, 0, 1]])  # views are twice the size
     assert np.array_equal(views.c2w, np.tile(np.eye(4), (2, 1, 1)))  # the input views are left alone
-    with pytest.raises(PGDVSError, match="rig camera 10"):
-        rig_views_in_reconstruction(scene, dataclasses.replace(views, camera=np.array([10, 1])), 12)  # 9 frames: cameras 9-11 never filmed
+    with pytest.raises(PGDVSError, match="rig camera 10"):  # a 12-camera rig: 9 frames leave cameras 9-11 out
+        rig_views_in_reconstruction(scene, dataclasses.replace(views, camera=np.array([10, 1])), 12)
 
 
 def test_sfm_overrides_a_rotation_verdict_only_with_real_translation():

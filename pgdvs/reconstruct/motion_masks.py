@@ -380,7 +380,7 @@ def snap_to_colour(frame: np.ndarray, mask: np.ndarray, band: int, min_radius: i
     out = _grabcut_band(frame, mask, band, iterations)
     if out is None:  # a colour model without samples (e.g. no static pixel in the box): keep the mask
         return mask
-    if out.sum() < SNAP_KEEP_MIN * mask.sum():
+    if out.sum() < SNAP_KEEP_MIN * mask.sum():  # colour lost the objects as a whole: evidence beats colour
         return mask
     m8 = mask.astype(np.uint8)
     count, comp = cv2.connectedComponents(m8, connectivity=8)
@@ -392,10 +392,10 @@ def snap_to_colour(frame: np.ndarray, mask: np.ndarray, band: int, min_radius: i
     lost[0] = False  # the background
     for c in np.flatnonzero(lost):
         piece = comp == c
-        depth = cv2.distanceTransform(np.pad(piece, 1).astype(np.uint8), cv2.DIST_L2, 3).max()
-        if depth < min_radius:
+        inset = cv2.distanceTransform(np.pad(piece, 1).astype(np.uint8), cv2.DIST_L2, 3).max()
+        if inset < min_radius:
             continue
-        alone = _grabcut_band(frame, piece, max(2, int(depth // 2)), iterations)
+        alone = _grabcut_band(frame, piece, max(2, int(inset // 2)), iterations)
         if alone is not None and alone.sum() >= SNAP_KEEP_MIN * piece.sum():
             out |= alone
     return out

@@ -3,9 +3,10 @@
 - ``synthetic-reconstruct``: every synthetic scene of both protocols is reconstructed from its RGB alone
   (classical path). Method ``oracle`` renders the held-out views from the exact geometry, ``estimated`` from the
   reconstruction, aligned to the ground-truth frame by a similarity fitted to the reconstructed vs true 3D points
-  of static pixels (same renderer, same views). Rig targets are cameras that also filmed input frames, so there
-  they are rendered from the reconstruction's own pose and K for that camera (:func:`rig_views_in_reconstruction`);
-  handheld targets never filmed an input frame and keep their true pose and K in the aligned frame. Rows of ``estimated`` also carry ``ate`` / ``rpe`` (camera centres
+  of static pixels (same renderer, same views). Rig targets are cameras that also filmed input frames, so they
+  are rendered from the reconstruction's own pose and K for that camera (:func:`rig_views_in_reconstruction`);
+  handheld targets never filmed an input frame and keep their true pose and K in the aligned frame. Rows of
+  ``estimated`` also carry ``ate`` / ``rpe`` (camera centres
   after Sim(3) (Umeyama) alignment, scene units; RPE over 1-frame gaps), ``rpe_deg``, ``depth_absrel`` /
   ``depth_delta1`` (per frame, scaled by the median of GT / estimate), ``mask_iou`` (mean per frame),
   ``mask_iou_clicks`` (the same after two simulated clicks, :func:`simulated_clicks`) and ``seconds``
