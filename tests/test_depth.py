@@ -214,3 +214,23 @@ def test_prior_from_a_hub_style_estimator():
 
     disp = predict_disparity(Estimator(), np.zeros((2, H, W, 3), np.float32))
     assert disp.shape == (2, H, W) and disp[0, 0, -1] == pytest.approx(2.0)
+
+
+def test_median_of_known_ignores_unknown_pixels():
+    from pgdvs.reconstruct.depth import median_of_known
+
+    rng = np.random.default_rng(0)
+    ramp = np.tile(np.linspace(1.0, 2.0, 40, dtype=np.float32), (30, 1))  # log-depth, all above 1
+    values = np.where(rng.random(ramp.shape) < 0.3, np.nan, ramp)
+    out = median_of_known(values, 2)
+    known = np.isfinite(out)
+    assert known.mean() > 0.6 and not known[np.isnan(values)].any()
+    # exactly the (lower) median of the known values in each window: unknown pixels counted as zeros would
+    # shift the rank toward the ramp's low end
+    for y, x in zip(*np.nonzero(known)):
+        window = np.sort(values[max(0, y - 2):y + 3, max(0, x - 2):x + 3].ravel())
+        window = window[np.isfinite(window)]
+        assert out[y, x] == window[(len(window) - 1) // 2]
+    lone = np.full((9, 9), np.nan, np.float32)
+    lone[4, 4] = 3.0
+    assert np.isnan(median_of_known(lone, 2)).all()  # a lone estimate is speckle

@@ -309,19 +309,35 @@ def _candidate(depth: np.ndarray, angle: np.ndarray, ok: np.ndarray) -> tuple[np
 def _moving_own_depth(moving: list[list[tuple[np.ndarray, np.ndarray]]], hw: tuple[int, int]) -> np.ndarray:
     """Masked pixels' own triangulation with the nearest frames, where it fits (the masks hold static pixels
     too, and an object moving little against the camera's baseline triangulates nearly right): weighted median
-    per pixel, a 5 px median filter against speckle, upsampled. -> (N, H, W) depth, nan where none fits."""
+    per pixel, a 5 px median filter against speckle (:func:`median_of_known`), upsampled.
+    -> (N, H, W) depth, nan where none fits."""
     out = np.full((len(moving), *hw), np.nan, np.float32)
     for i, cands in enumerate(moving):
         if not cands:
             continue
         fused, _ = fuse_estimates(np.stack([c[0] for c in cands]), np.stack([c[1] for c in cands]))
-        known = np.isfinite(fused)
-        if known.any():
-            filtered = cv2.medianBlur(np.where(known, fused, 0).astype(np.float32), 5)
-            counts = cv2.medianBlur(known.astype(np.uint8) * 255, 5) > 0
-            small = np.where(known & counts, filtered, np.nan)
-            out[i] = np.exp(_resize(small, hw, cv2.INTER_NEAREST))
+        if np.isfinite(fused).any():
+            out[i] = np.exp(_resize(median_of_known(fused, 2), hw, cv2.INTER_NEAREST))
     return out
+
+
+def median_of_known(values: np.ndarray, radius: int) -> np.ndarray:
+    """Median over the known (finite) values of each (2 radius + 1)^2 window (shrunk at the border), at known
+    pixels whose window is mostly known (a lone estimate is speckle); nan elsewhere. Unknown pixels take no part:
+    filled with zeros, as a plain median filter needs, they would pull a log-depth toward 0.
+    values (H, W) float -> (H, W) float32."""
+    side = 2 * radius + 1
+    values = torch.as_tensor(values, dtype=torch.float32)
+    known = values.isfinite()
+
+    def windows(field, fill):  # (side^2, H * W): every pixel's window, ``fill`` outside the image
+        return torch.nn.functional.unfold(torch.nn.functional.pad(field[None, None], (radius,) * 4, value=fill),
+                                          side)[0]
+
+    median = windows(values, float("nan")).nanmedian(dim=0).values.reshape(values.shape)
+    inside = windows(torch.ones_like(values), 0.0).sum(0).reshape(values.shape)
+    mostly = 2 * windows(known.float(), 0.0).sum(0).reshape(values.shape) > inside
+    return torch.where(mostly & known, median, float("nan")).numpy()
 
 
 def bring_moving_forward(depth: np.ndarray, moving: np.ndarray, rim_px: int | None = None,
