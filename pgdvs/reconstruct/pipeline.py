@@ -259,12 +259,14 @@ def _cameras(frames, flows, motion, config, notices):
     est = colmap_poses(frames, max_features=config.sfm_features)
     if motion.kind == "rotation" and est is not None and not translates(est):
         est = None  # SfM agrees with the flow: no translation to measure depth from
-    misfit = flow_misfit(est, flows, (h, w)) if est is not None else np.inf
-    if motion.kind != "rotation" and (est is None or not est.registered.all() or misfit > MAX_FLOW_MISFIT_PX):
-        tracked = colmap_poses(frames, flows=flows)
-        if tracked is not None and (est is None or (tracked.registered.sum(), -flow_misfit(tracked, flows, (h, w)))
-                                    > (est.registered.sum(), -misfit)):
-            est = tracked
+    if motion.kind != "rotation":  # after a "rotation" verdict, SIFT's model (if it translates) or none
+        misfit = flow_misfit(est, flows, (h, w)) if est is not None else np.inf
+        if est is None or not est.registered.all() or misfit > MAX_FLOW_MISFIT_PX:
+            tracked = colmap_poses(frames, flows=flows)
+            if tracked is not None and (est is None or (tracked.registered.sum(),
+                                                        -flow_misfit(tracked, flows, (h, w)))
+                                        > (est.registered.sum(), -misfit)):
+                est = tracked
     if est is not None and est.registered.mean() >= MIN_REGISTERED:
         notices.extend(est.notices)  # names frames whose poses are interpolated
         return est.K, est.c2w, {"backend": est.backend, "registered": int(est.registered.sum()),
