@@ -169,8 +169,6 @@ def test_colmap_on_flow_tracks_registers_a_weakly_textured_clip():
     extent = np.linalg.norm(np.ptp(scene.gt.c2w[:, :3, 3], axis=0))
     assert trajectory_errors(est.c2w, scene.gt.c2w)["ate"] < 0.05 * extent
     assert est.K[0, 0] == pytest.approx(scene.gt.K[0, 0, 0], rel=0.2)
-    again = colmap_poses(scene.rgb, flows=_exact_flows(scene))  # geometric verification is seeded too
-    assert np.array_equal(again.c2w, est.c2w) and np.array_equal(again.K, est.K)
 
 
 def test_motion_report_on_a_translating_camera(handheld):

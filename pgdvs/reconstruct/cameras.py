@@ -91,8 +91,6 @@ def colmap_poses(frames: np.ndarray, static_mask: np.ndarray | None = None, max_
         reader = pycolmap.ImageReaderOptions()
         reader.camera_model = "SIMPLE_PINHOLE"
         db = tmp / "db.db"
-        verify = pycolmap.TwoViewGeometryOptions()
-        verify.ransac.random_seed = seed  # its default (-1) draws a fresh seed: models differed run to run
         if flows is None:
             if static_mask is not None:
                 reader.mask_path = str(mask_dir)
@@ -107,13 +105,14 @@ def colmap_poses(frames: np.ndarray, static_mask: np.ndarray | None = None, max_
             matching = pycolmap.FeatureMatchingOptions()
             matching.num_threads = SFM_THREADS
             pycolmap.match_sequential(db, matching_options=matching, pairing_options=pairing,
-                                      verification_options=verify, device=pycolmap.Device.cpu)
+                                      device=pycolmap.Device.cpu)
         else:
             pycolmap.Database.open(db).close()  # creates the empty database import_images expects
             pycolmap.import_images(db, image_dir, camera_mode=pycolmap.CameraMode.SINGLE, image_names=names,
                                    options=reader)
             keypoints, ids = flow_tracks(frames, flows, static_mask=static_mask)
             _write_track_matches(db, tmp / "pairs.txt", names, keypoints, ids, overlap, flows)
+            verify = pycolmap.TwoViewGeometryOptions()
             verify.detect_watermark = False  # short video baselines look like a static overlay to this test
             pycolmap.verify_matches(db, tmp / "pairs.txt", options=verify)
         opts = pycolmap.IncrementalPipelineOptions()
