@@ -388,14 +388,14 @@ def snap_to_colour(frame: np.ndarray, mask: np.ndarray, band: int, min_radius: i
     kept = np.bincount(comp.ravel(), weights=out.ravel(), minlength=count)
     core = cv2.erode(m8, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * band + 1, 2 * band + 1))) > 0
     cored = np.bincount(comp.ravel(), weights=core.ravel(), minlength=count) > 0
-    lost = (kept < SNAP_KEEP_MIN * size) & ~cored
+    # each component's inset: components touch no other, so one distance transform of the mask serves all
+    inset = np.zeros(count)
+    np.maximum.at(inset, comp.ravel(), cv2.distanceTransform(np.pad(m8, 1), cv2.DIST_L2, 3)[1:-1, 1:-1].ravel())
+    lost = (kept < SNAP_KEEP_MIN * size) & ~cored & (inset >= min_radius)
     lost[0] = False  # the background
     for c in np.flatnonzero(lost):
         piece = comp == c
-        inset = cv2.distanceTransform(np.pad(piece, 1).astype(np.uint8), cv2.DIST_L2, 3).max()
-        if inset < min_radius:
-            continue
-        alone = _grabcut_band(frame, piece, max(2, int(inset // 2)), iterations)
+        alone = _grabcut_band(frame, piece, max(2, int(inset[c] // 2)), iterations)
         if alone is not None and alone.sum() >= SNAP_KEEP_MIN * piece.sum():
             out |= alone
     return out
