@@ -50,7 +50,7 @@ class StaticConfig:
     n_src_views: int = 10                # n_src_views_spatial: nearest frames by camera-centre distance
     # masked IBR
     depth_views: int = 4                 # nearest frames whose static depth is splatted to get the target depth
-    depth_tolerance: float = 0.02        # relative |z - z_src| / z_src for a source sample to count as visible
+    visibility_px: float = 1.0           # px: how near the target pixel a source's surface must land to be visible
     hole_fill_levels: int = 8            # background-biased fill of z-buffer holes up to ~2^levels px wide
     angle_power: float = 2.0             # view weight ~ 1 / (angle^2 + eps^2)^(power / 2)
     angle_eps: float = 1e-3              # radians

@@ -16,9 +16,9 @@ Built-in renderers:
 - ``ibr`` (masked IBR, project default, no learned weights): target depth from the static geometry of the
   nearest frames (z-buffer of their static pixels, background-biased hole filling), then colour gathered from
   the nearest ``n_src_views`` frames by backward projection. A source sample is excluded when it falls on a
-  (dilated) dynamic mask or fails the depth test, so background hidden by a moving object in one frame is
-  filled from frames where it was visible; blending weights favour sources whose viewing ray is closest in
-  angle. The weight-free counterpart of GNT's masked attention.
+  (dilated) dynamic mask or the surface it sees does not reproject onto the target pixel (parallax test), so
+  background hidden by a moving object in one frame is filled from frames where it was visible; blending
+  weights favour sources whose viewing ray is closest in angle. The weight-free counterpart of GNT's masked attention.
 - ``geo`` (the original's fused static point cloud baseline, method reference §8).
 """
 from __future__ import annotations
@@ -138,9 +138,11 @@ class MaskedIBR:
         views = nearest_views(self.frames.host_centers, target.center, self.cfg.depth_views).tolist()
         return fill_holes_background(zbuffer_depth(self._static_points(views), target), self.cfg.hole_fill_levels)
 
-    def _gather(self, views: list[int], world: torch.Tensor, to_target: torch.Tensor) -> torch.Tensor:
-        """Samples of source ``views`` for world points (P, 3), summed over the views (8, P): rgb numerator and
-        weight of the static-visible samples, then the same for every in-view sample (fallback)."""
+    def _gather(self, views: list[int], world: torch.Tensor, to_target: torch.Tensor, pixels: torch.Tensor,
+                target: Target) -> torch.Tensor:
+        """Samples of source ``views`` for world points (P, 3) seen at target ``pixels`` (P, 2) along unit rays
+        ``to_target`` (P, 3), summed over the views (8, P): rgb numerator and weight of the static-visible
+        samples, then the same for every in-view sample (fallback)."""
         fr, cfg = self.frames, self.cfg
         n = world.shape[0]
         step = max(1, cfg.views_per_chunk * fr.hw[0] * fr.hw[1] // max(n, 1))  # see StaticConfig.views_per_chunk
@@ -152,7 +154,8 @@ class MaskedIBR:
             uv, z = project(world[None], fr.K.index_select(0, index), c2w)  # (V, P, 2), (V, P)
             inside = in_image(uv, *fr.hw) & (z > 0)
             s = sample_image(torch.stack(self._source(chunk)), uv)  # (V, 5, P): rgb, depth, dynamic
-            visible = (z - s[:, 3]).abs() <= cfg.depth_tolerance * s[:, 3]
+            visible = lands_on_target(uv, s[:, 3], fr.K.index_select(0, index), c2w, pixels, target.K, target.c2w,
+                                      cfg.visibility_px)
             # view weight from the angle between the rays to target and source: 1 - cos ~ angle^2 / 2
             to_source = F.normalize(c2w[:, None, :3, 3] - world[None], dim=-1)
             one_minus_cos = (1.0 - (to_target[None] * to_source).sum(-1)).clamp(min=0.0)
@@ -169,17 +172,18 @@ class MaskedIBR:
         depth = self._target_depth(target)
         finite = torch.isfinite(depth)
         known = torch.nonzero(finite.reshape(-1)).squeeze(1)
-        world = unproject(fr.grid(target.hw)[known], depth.reshape(-1)[known], target.K, target.c2w)
+        pixels = fr.grid(target.hw)[known]
+        world = unproject(pixels, depth.reshape(-1)[known], target.K, target.c2w)
         to_target = F.normalize(target.c2w[:3, 3] - world, dim=-1)
         views = nearest_views(fr.host_centers, target.center, cfg.n_src_views).tolist()
         first = (nearest_views(fr.host_centers, target.center, cfg.primary_views).tolist() if cfg.primary_views
                  else views)
-        acc = self._gather(first, world, to_target)
+        acc = self._gather(first, world, to_target, pixels, target)
         rest = [v for v in views if v not in first]
         if rest:  # farther views only for the pixels no nearer view saw as static background
             todo = torch.nonzero(acc[3] <= 0).squeeze(1)
             if todo.numel():
-                acc.index_add_(1, todo, self._gather(rest, world[todo], to_target[todo]))
+                acc.index_add_(1, todo, self._gather(rest, world[todo], to_target[todo], pixels[todo], target))
         # where no source saw static background, fall back to every in-view sample (as PGDVS's attention does)
         sums = acc.view(2, 4, known.shape[0])
         mean = sums[:, :3] / sums[:, 3:].clamp(min=1e-12)  # (2, 3, P): static-visible, any
@@ -188,6 +192,18 @@ class MaskedIBR:
         valid = torch.zeros(height * width, dtype=torch.bool, device=fr.device).index_copy_(0, known, acc[7] > 0)
         depth = torch.where(finite, depth, 0.0)
         return StaticLayer(rgb.reshape(height, width, 3), depth, valid.reshape(height, width))
+
+
+def lands_on_target(uv: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, pixels: torch.Tensor,
+                    K_target: torch.Tensor, c2w_target: torch.Tensor, tolerance_px: float) -> torch.Tensor:
+    """Visibility by parallax: the surface a source sees at ``uv`` (its sampled ``depth``) lands within
+    ``tolerance_px`` of the target pixel it was looked up for. Unlike a relative depth test, views with little
+    baseline pass whatever their depth, so estimated depths that disagree by a few percent do not throw away
+    the nearest (best) views; an occluder in front of the surface moves off the pixel once there is parallax.
+    uv (V, P, 2) source pixels, depth (V, P), K (V, 3, 3), c2w (V, 4, 4), pixels (P, 2) target pixels,
+    K_target (3, 3), c2w_target (4, 4) -> (V, P) bool."""
+    landed, _ = project(unproject(uv, depth, K, c2w), K_target, c2w_target)
+    return (landed - pixels).norm(dim=-1) <= tolerance_px
 
 
 def _covered_pixels(points: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, hw) -> torch.Tensor:
