@@ -63,26 +63,19 @@ def test_background_behind_the_moving_object_is_filled_from_other_frames(scene, 
     assert layer.valid.all()
 
 
-def _camera_at(x: float) -> torch.Tensor:
-    c2w = torch.eye(4)
-    c2w[0, 3] = x
-    return c2w
-
-
 def test_parallax_visibility_keeps_any_depth_without_baseline_and_drops_occluders():
     K = torch.tensor([[100.0, 0, 40], [0, 100.0, 30], [0, 0, 1]])
     pixels = torch.tensor([[10.0, 5.0], [40.0, 30.0], [70.0, 50.0]])
-    target = (K, _camera_at(0.0))
-    # the same camera: the looked-up pixels themselves, whatever depth the source reports there
-    same = lands_on_target(pixels[None], torch.tensor([[1.0, 2.0, 9.0]]), K[None], _camera_at(0.0)[None], pixels,
-                           *target, 0.5)
+    points = torch.cat([(pixels - K[:2, 2]) / 100.0 * 2.0, torch.full((3, 1), 2.0)], 1)  # at depth 2
+    # a source at the target's centre: whatever depth it sees along a pixel's ray lands on that pixel
+    same = lands_on_target(torch.tensor([[0.5, 1.0, 4.0]]), points, torch.zeros(1, 3), K, pixels, 0.5)
     assert same.all()
-    # a source 0.1 to the right looking at the surface at depth 2: where it sees depth 2 (the surface) the
-    # sample lands back on the pixel; where it sees a nearer occluder (depth 1) it lands 5 px away
-    uv = pixels - torch.tensor([0.1 / 2.0 * 100.0, 0.0])
-    seen = lands_on_target(uv[None], torch.tensor([[2.0, 2.0, 1.0]]), K[None], _camera_at(0.1)[None], pixels,
-                           *target, 1.0)
+    # a source 0.1 to the right: where it sees the point's surface (ratio 1) the sample lands back on the
+    # pixel; where it sees an occluder at half the depth it lands 0.1 / 2 * 100 = 5 px away
+    right = torch.tensor([[0.1, 0.0, 0.0]])
+    seen = lands_on_target(torch.tensor([[1.0, 1.0, 0.5]]), points, right, K, pixels, 1.0)
     assert seen.tolist() == [[True, True, False]]
+    assert lands_on_target(torch.tensor([[0.5]]), points[:1], right, K, pixels[:1], 5.1).all()
 
 
 def test_nearest_view_is_kept_when_estimated_depths_disagree_by_percents(scene):

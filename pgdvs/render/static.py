@@ -99,6 +99,20 @@ def zbuffer_depth(points: torch.Tensor, target: Target) -> torch.Tensor:
     return zbuf[:-1].reshape(height, width)
 
 
+@dataclass
+class _Lookups:
+    """The target pixels with a depth and their points: pixels (P, 2), world (P, 3), to_target (P, 3) unit vectors
+    from the points to the target camera, local (P, 3) the points in the target camera's coordinates."""
+
+    pixels: torch.Tensor
+    world: torch.Tensor
+    to_target: torch.Tensor
+    local: torch.Tensor
+
+    def take(self, index: torch.Tensor) -> _Lookups:
+        return _Lookups(self.pixels[index], self.world[index], self.to_target[index], self.local[index])
+
+
 class MaskedIBR:
     """Masked image-based rendering (see module docstring)."""
 
@@ -138,14 +152,14 @@ class MaskedIBR:
         views = nearest_views(self.frames.host_centers, target.center, self.cfg.depth_views).tolist()
         return fill_holes_background(zbuffer_depth(self._static_points(views), target), self.cfg.hole_fill_levels)
 
-    def _gather(self, views: list[int], world: torch.Tensor, to_target: torch.Tensor, pixels: torch.Tensor,
-                target: Target) -> torch.Tensor:
-        """Samples of source ``views`` for world points (P, 3) seen at target ``pixels`` (P, 2) along unit rays
-        ``to_target`` (P, 3), summed over the views (8, P): rgb numerator and weight of the static-visible
-        samples, then the same for every in-view sample (fallback)."""
+    def _gather(self, views: list[int], looks: _Lookups, target: Target) -> torch.Tensor:
+        """Samples of source ``views`` for the target's ``looks`` (P points), summed over the views (8, P): rgb
+        numerator and weight of the static-visible samples, then the same for every in-view sample (fallback)."""
         fr, cfg = self.frames, self.cfg
+        world = looks.world
         n = world.shape[0]
         step = max(1, cfg.views_per_chunk * fr.hw[0] * fr.hw[1] // max(n, 1))  # see StaticConfig.views_per_chunk
+        to_camera = invert_pose(target.c2w)
         total = None
         for start in range(0, len(views), step):
             chunk = views[start:start + step]
@@ -154,11 +168,11 @@ class MaskedIBR:
             uv, z = project(world[None], fr.K.index_select(0, index), c2w)  # (V, P, 2), (V, P)
             inside = in_image(uv, *fr.hw) & (z > 0)
             s = sample_image(torch.stack(self._source(chunk)), uv)  # (V, 5, P): rgb, depth, dynamic
-            visible = lands_on_target(uv, s[:, 3], fr.K.index_select(0, index), c2w, pixels, target.K, target.c2w,
-                                      cfg.visibility_px)
+            visible = lands_on_target(s[:, 3] / z.clamp(min=1e-8), looks.local, transform(to_camera, c2w[:, :3, 3]),
+                                      target.K, looks.pixels, cfg.visibility_px)
             # view weight from the angle between the rays to target and source: 1 - cos ~ angle^2 / 2
             to_source = F.normalize(c2w[:, None, :3, 3] - world[None], dim=-1)
-            one_minus_cos = (1.0 - (to_target[None] * to_source).sum(-1)).clamp(min=0.0)
+            one_minus_cos = (1.0 - (looks.to_target[None] * to_source).sum(-1)).clamp(min=0.0)
             w = (2.0 * one_minus_cos + cfg.angle_eps ** 2) ** (-cfg.angle_power / 2) * inside
             use = w * (visible & (s[:, 4] <= 1e-3))
             weights = torch.stack([use, w], 1)[:, :, None]  # (V, 2, 1, P)
@@ -174,16 +188,17 @@ class MaskedIBR:
         known = torch.nonzero(finite.reshape(-1)).squeeze(1)
         pixels = fr.grid(target.hw)[known]
         world = unproject(pixels, depth.reshape(-1)[known], target.K, target.c2w)
-        to_target = F.normalize(target.c2w[:3, 3] - world, dim=-1)
+        looks = _Lookups(pixels, world, F.normalize(target.c2w[:3, 3] - world, dim=-1),
+                         transform(invert_pose(target.c2w), world))
         views = nearest_views(fr.host_centers, target.center, cfg.n_src_views).tolist()
         first = (nearest_views(fr.host_centers, target.center, cfg.primary_views).tolist() if cfg.primary_views
                  else views)
-        acc = self._gather(first, world, to_target, pixels, target)
+        acc = self._gather(first, looks, target)
         rest = [v for v in views if v not in first]
         if rest:  # farther views only for the pixels no nearer view saw as static background
             todo = torch.nonzero(acc[3] <= 0).squeeze(1)
             if todo.numel():
-                acc.index_add_(1, todo, self._gather(rest, world[todo], to_target[todo], pixels[todo], target))
+                acc.index_add_(1, todo, self._gather(rest, looks.take(todo), target))
         # where no source saw static background, fall back to every in-view sample (as PGDVS's attention does)
         sums = acc.view(2, 4, known.shape[0])
         mean = sums[:, :3] / sums[:, 3:].clamp(min=1e-12)  # (2, 3, P): static-visible, any
@@ -194,16 +209,20 @@ class MaskedIBR:
         return StaticLayer(rgb.reshape(height, width, 3), depth, valid.reshape(height, width))
 
 
-def lands_on_target(uv: torch.Tensor, depth: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, pixels: torch.Tensor,
-                    K_target: torch.Tensor, c2w_target: torch.Tensor, tolerance_px: float) -> torch.Tensor:
-    """Visibility by parallax: the surface a source sees at ``uv`` (its sampled ``depth``) lands within
-    ``tolerance_px`` of the target pixel it was looked up for. Unlike a relative depth test, views with little
-    baseline pass whatever their depth, so estimated depths that disagree by a few percent do not throw away
-    the nearest (best) views; an occluder in front of the surface moves off the pixel once there is parallax.
-    uv (V, P, 2) source pixels, depth (V, P), K (V, 3, 3), c2w (V, 4, 4), pixels (P, 2) target pixels,
-    K_target (3, 3), c2w_target (4, 4) -> (V, P) bool."""
-    landed, _ = project(unproject(uv, depth, K, c2w), K_target, c2w_target)
-    return (landed - pixels).norm(dim=-1) <= tolerance_px
+def lands_on_target(ratio: torch.Tensor, points: torch.Tensor, centres: torch.Tensor, K: torch.Tensor,
+                    pixels: torch.Tensor, tolerance_px: float) -> torch.Tensor:
+    """Visibility by parallax: a target pixel's point, looked up in a source, counts as seen there when the surface
+    the source sees on its ray through the point (``ratio`` times the point's depth in the source) lands within
+    ``tolerance_px`` of that target pixel. Unlike a relative depth test, views with little baseline pass whatever
+    their depth, so estimated depths that disagree by a few percent do not throw away the nearest (best) views;
+    an occluder in front of the surface moves off the pixel once there is parallax. In the target camera's
+    coordinates (OpenCV): ratio (V, P), points (P, 3) the target pixels' points, centres (V, 3) the source cameras'
+    centres, K (3, 3) the target's intrinsics, pixels (P, 2) -> (V, P) bool."""
+    seen = torch.lerp(centres[:, None], points[None], ratio[..., None])  # on the source ray through the point
+    z = seen[..., 2].clamp(min=1e-8)
+    u = (K[0, 0] * seen[..., 0] + K[0, 1] * seen[..., 1]) / z + K[0, 2] - pixels[:, 0]
+    v = K[1, 1] * seen[..., 1] / z + K[1, 2] - pixels[:, 1]
+    return u * u + v * v <= tolerance_px ** 2
 
 
 def _covered_pixels(points: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, hw) -> torch.Tensor:
