@@ -74,10 +74,18 @@ def project_points(points: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, eps
     uv = (K @ cam)[:2] / max(z, eps) as in the original; check ``z > 0`` for points in front.
     """
     x, y, z = _affine_rows(invert_pose(c2w), points)
+    return torch.stack(camera_to_pixels(x, y, z, K, eps), dim=-1), z
+
+
+def camera_to_pixels(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, K: torch.Tensor, eps: float = 1e-8):
+    """Pixel coordinates of points given in camera coordinates (OpenCV), as separate components.
+
+    x, y, z (..., P), K (..., 3, 3) -> (u (..., P), v (..., P)); u, v = (K @ (x, y, z))[:2] / max(z, eps).
+    """
     zc = z.clamp(min=eps)
     u = (K[..., 0, 0, None] * x + K[..., 0, 1, None] * y + K[..., 0, 2, None] * z) / zc
     v = (K[..., 1, 0, None] * x + K[..., 1, 1, None] * y + K[..., 1, 2, None] * z) / zc
-    return torch.stack([u, v], dim=-1), z
+    return u, v
 
 
 def in_image(uv: torch.Tensor, height: int, width: int) -> torch.Tensor:

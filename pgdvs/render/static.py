@@ -31,8 +31,8 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..warp import sample_image
-from ..geometry import (in_image, invert_pose, project_points as project, transform_points as transform,
-                        unproject_depth, unproject_pixels as unproject)
+from ..geometry import (camera_to_pixels, in_image, invert_pose, project_points as project,
+                        transform_points as transform, unproject_depth, unproject_pixels as unproject)
 from .config import StaticConfig
 from .frames import Frames, Target, nearest_views
 from .knn import outlier_keep_mask
@@ -219,10 +219,8 @@ def lands_on_target(ratio: torch.Tensor, points: torch.Tensor, centres: torch.Te
     coordinates (OpenCV): ratio (V, P), points (P, 3) the target pixels' points, centres (V, 3) the source cameras'
     centres, K (3, 3) the target's intrinsics, pixels (P, 2) -> (V, P) bool."""
     seen = torch.lerp(centres[:, None], points[None], ratio[..., None])  # on the source ray through the point
-    z = seen[..., 2].clamp(min=1e-8)
-    u = (K[0, 0] * seen[..., 0] + K[0, 1] * seen[..., 1]) / z + K[0, 2] - pixels[:, 0]
-    v = K[1, 1] * seen[..., 1] / z + K[1, 2] - pixels[:, 1]
-    return u * u + v * v <= tolerance_px ** 2
+    u, v = camera_to_pixels(*seen.unbind(-1), K)
+    return (u - pixels[:, 0]) ** 2 + (v - pixels[:, 1]) ** 2 <= tolerance_px ** 2
 
 
 def _covered_pixels(points: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, hw) -> torch.Tensor:

@@ -6,11 +6,10 @@
   of static pixels (same renderer, same views). Rig targets are cameras that also filmed input frames, so they
   are rendered from the reconstruction's own pose and K for that camera (:func:`rig_views_in_reconstruction`);
   handheld targets never filmed an input frame and keep their true pose and K in the aligned frame. Rows of
-  ``estimated`` also carry ``ate`` / ``rpe`` (camera centres
-  after Sim(3) (Umeyama) alignment, scene units; RPE over 1-frame gaps), ``rpe_deg``, ``depth_absrel`` /
-  ``depth_delta1`` (per frame, scaled by the median of GT / estimate), ``mask_iou`` (mean per frame),
-  ``mask_iou_clicks`` (the same after two simulated clicks, :func:`simulated_clicks`) and ``seconds``
-  (reconstruction wall time).
+  ``estimated`` also carry ``ate`` / ``rpe`` (camera centres after Sim(3) (Umeyama) alignment, scene units;
+  RPE over 1-frame gaps), ``rpe_deg``, ``depth_absrel`` / ``depth_delta1`` (per frame, scaled by the median of
+  GT / estimate), ``mask_iou`` (mean per frame), ``mask_iou_clicks`` (the same after two simulated clicks,
+  :func:`simulated_clicks`) and ``seconds`` (reconstruction wall time).
 - ``real-static``: ``hololens_office_000`` (GT poses in metres, metric depth) -> ``ate`` (m), ``rpe``,
   ``depth_absrel``, ``depth_delta1``; ``llff_fern`` with images 0, 8, 16 held out: reconstruct the other 17,
   map the held-out COLMAP poses into the reconstruction with the Sim(3) between the 17 shared cameras, render,
