@@ -365,17 +365,20 @@ def propagate(session: Session, progress: Progress | None = None) -> list[tuple[
 def accept(session: Session) -> SceneView:
     """Make the propagated masks the scene's masks (saved with the scene; used by every render). A newly marked
     object's depth is what triangulating its motion gave, often far behind it: it is brought forward as the
-    reconstruction does (``bring_moving_forward``)."""
+    reconstruction does (``bring_moving_forward``, then ``refine_moving_depth`` from its motion)."""
     from ..reconstruct.depth import bring_moving_forward
+    from ..reconstruct.moving_depth import refine_moving_depth
 
     _need(session, "scene")
     if session.pending_masks is None:
         raise gr.Error("Nothing to accept: click 'Apply to all frames' first and check the strip.")
     with session.job("saving masks"):
-        session.scene.dyn_mask = session.pending_masks
-        session.scene.depth = bring_moving_forward(session.scene.depth, session.pending_masks)
+        scene, masks = session.scene, session.pending_masks
+        scene.dyn_mask = masks
+        forward = bring_moving_forward(scene.depth, masks)
+        scene.depth = refine_moving_depth(forward, masks, scene.flow_fwd, scene.flow_bwd, scene.K, scene.c2w)
         session.pending_masks = None
-        session.scene.save(session.file("scene"))
+        scene.save(session.file("scene"))
         session.stage_log.append("masks: edited by clicks and accepted")
         return scene_view(session)
 

@@ -4,7 +4,8 @@ Stages (``progress(stage, fraction, message)`` is called as each advances): "ing
 "cameras", "depth", "masks", "refine", "save".
 
 Classical path (default, no weights): DIS flow, COLMAP SfM (pycolmap; on SIFT, else on flow tracks), flow
-triangulation + regularised consistent depth. With a Depth Anything model (``depth_prior="auto"`` and a model ready
+triangulation + regularised consistent depth, moving objects' depth from their motion over three frames
+(``moving_depth``). With a Depth Anything model (``depth_prior="auto"`` and a model ready
 in ``pgdvs.hub``, or ``depth_model=`` given) its disparity is aligned to the triangulated depth and refined.
 Degenerate camera motion (static, pure rotation) is detected and gives identity / rotation-only cameras and a smooth
 depth, reported in ``scene.meta["motion"]`` and the notices.
@@ -26,6 +27,7 @@ from ..scene import Scene
 from .cameras import colmap_poses, guess_intrinsics
 from .degeneracy import analyse_motion, rotation_only_poses
 from .depth import DepthConfig, consistent_depth, default_pairs
+from .moving_depth import refine_moving_depth
 
 FLOW_BACKENDS = ("dis", "raft")
 PRIOR_MODES = ("auto", "none")
@@ -157,7 +159,10 @@ def reconstruct(source, config: ReconstructConfig | None = None, progress: Progr
     result = consistent_depth(frames, K, c2w, pairs, flows, dyn_mask=dyn, prior_disparity=prior,
                               config=config.depth, init_depth=init,
                               progress=lambda f: report("refine", f, "consistent depth"))
-    depth = _safe_depth(result.depth)
+    depth = result.depth
+    if motion.kind not in ("static", "rotation"):
+        depth = refine_moving_depth(depth, dyn, fwd, bwd, K, c2w)
+    depth = _safe_depth(depth)
     done("refine", f"triangulated coverage {result.coverage.mean() * 100:.0f}%")
 
     if motion.kind in ("static", "rotation"):

@@ -1,0 +1,130 @@
+"""Moving objects' depth: constant-velocity triangulation over three frames, rims that take their interior's
+depth, and the whole refinement on frames with known answers."""
+import numpy as np
+import pytest
+import torch
+
+from pgdvs.errors import InputError
+from pgdvs.geometry import project_points, unproject_depth
+from pgdvs.reconstruct.depth import triangulate_flow
+from pgdvs.reconstruct.moving_depth import (extend_interior_depth, refine_moving_depth,
+                                            triangulate_constant_velocity)
+
+H, W = 40, 56
+K = np.array([[50.0, 0, (W - 1) / 2], [0, 50.0, (H - 1) / 2], [0, 0, 1]])
+VELOCITY = np.array([0.012, -0.006, 0.009])  # world units per frame: 0.6 % of the depth, as on the synthetic rig
+
+
+def _pose(tx, ty, yaw_deg=0.0):
+    c, s = np.cos(np.radians(yaw_deg)), np.sin(np.radians(yaw_deg))
+    m = np.eye(4)
+    m[:3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
+    m[:3, 3] = [tx, ty, 0]
+    return m
+
+
+# a rig-like sweep: consecutive frames come from cameras left, centre and right, in two rows
+POSES = np.stack([_pose(-0.3, 0.05, 2.0), _pose(0.0, -0.05), _pose(0.3, 0.05, -2.0)])
+
+
+def _depth():
+    v, u = np.mgrid[0:H, 0:W]
+    return 2.0 + 0.01 * u + 0.005 * v
+
+
+def _observe(depth, moving, pose_from, pose_to, offset):
+    """Pixel positions in frame ``pose_to`` of frame ``pose_from``'s points, the moving ones displaced by
+    ``offset`` frames of VELOCITY. -> (H, W, 2)."""
+    pts = unproject_depth(torch.from_numpy(depth), torch.from_numpy(K), torch.from_numpy(pose_from)).numpy()
+    pts = pts + np.where(moving[..., None], offset * VELOCITY, 0.0)
+    uv, _ = project_points(torch.from_numpy(pts.reshape(-1, 3)), torch.from_numpy(K), torch.from_numpy(pose_to))
+    return uv.numpy().reshape(H, W, 2)
+
+
+def test_constant_velocity_triangulation_is_exact_where_the_static_one_is_not():
+    depth, moving = _depth(), np.ones((H, W), bool)
+    v, u = np.mgrid[0:H, 0:W]
+    uv = np.stack([u, v], -1).astype(np.float64)
+    end_prev = _observe(depth, moving, POSES[1], POSES[0], -1)
+    end_next = _observe(depth, moving, POSES[1], POSES[2], 1)
+    exact, _ = triangulate_constant_velocity(uv, end_prev, end_next, K, *POSES, damping=0.0)
+    assert np.allclose(exact, depth.ravel(), rtol=1e-6)
+    damped, spread = triangulate_constant_velocity(uv, end_prev, end_next, K, *POSES)
+    assert np.median(np.abs(damped / depth.ravel() - 1)) < 0.02
+    assert (spread < 0.15).all()  # 1 px of flow error (f = 50 px) moves it by 12 % here
+    # the static triangulation reads the object's motion as parallax
+    static, _, _ = triangulate_flow(end_next - uv, K, POSES[1], POSES[2])
+    assert np.median(np.abs(static / depth - 1)) > 0.03
+    # a static point comes out static: its own depth whatever the damping
+    still = np.zeros((H, W), bool)
+    for damping in (0.0, 0.1, 10.0):
+        out, _ = triangulate_constant_velocity(uv, _observe(depth, still, POSES[1], POSES[0], -1),
+                                               _observe(depth, still, POSES[1], POSES[2], 1), K, *POSES,
+                                               damping=damping)
+        assert np.allclose(out, depth.ravel(), rtol=1e-6)
+
+
+def test_a_camera_that_barely_moves_cannot_pin_a_moving_points_depth():
+    depth, moving = _depth(), np.ones((H, W), bool)
+    slow = np.stack([_pose(-0.01, 0.0), _pose(0.0, 0.0), _pose(0.01, 0.0)])  # a handheld step: 0.5 % of the depth
+    v, u = np.mgrid[0:H, 0:W]
+    uv = np.stack([u, v], -1).astype(np.float64).reshape(-1, 2)
+    _, spread = triangulate_constant_velocity(uv, _observe(depth, moving, slow[1], slow[0], -1),
+                                              _observe(depth, moving, slow[1], slow[2], 1), K, *slow)
+    assert np.median(spread) > 0.5
+
+
+def test_rims_take_their_interiors_depth_and_thin_objects_keep_theirs():
+    depth = np.full((1, 60, 80), 9.0, np.float32)  # the wall behind
+    moving = np.zeros((1, 60, 80), bool)
+    moving[0, 10:40, 10:40] = True
+    depth[0, 10:40, 10:40] = 9.0  # rim: the triangulation mixed in the wall
+    depth[0, 14:36, 14:36] = 3.0  # interior: the object
+    moving[0, 5:55, 60:63] = True  # a pole 3 px wide: no interior
+    depth[0, 5:55, 60:63] = 4.0
+    out = extend_interior_depth(depth, moving, 4)
+    assert np.allclose(out[0, 10:40, 10:40], 3.0, rtol=1e-4)
+    assert np.array_equal(out[0, 5:55, 60:63], depth[0, 5:55, 60:63])
+    assert np.array_equal(out[~moving], depth[~moving])
+    # only a trusted interior guides the rim: here its lower half
+    trusted = np.zeros_like(moving)
+    trusted[0, 25:40] = True
+    depth[0, 14:25, 14:36] = 5.0
+    out = extend_interior_depth(depth, moving, 4, trusted)
+    assert np.allclose(out[0, 36:40, 14:36], 3.0, rtol=1e-4)
+    assert np.array_equal(out[0, 14:36, 14:36], depth[0, 14:36, 14:36])  # the interior itself is kept
+    assert np.array_equal(extend_interior_depth(depth, moving, 4, np.zeros_like(moving)), depth)
+
+
+def _three_frames():
+    """Depth, masks and neighbour flows of three rig frames: a block moves at VELOCITY in front of a slanted
+    wall (true depth everywhere; flows from the true motion)."""
+    depth = np.stack([_depth()] * 3)
+    moving = np.zeros((3, H, W), bool)
+    moving[:, 8:32, 12:44] = True
+    v, u = np.mgrid[0:H, 0:W]
+    grid = np.stack([u, v], -1)
+    fwd = np.stack([_observe(depth[i], moving[i], POSES[i], POSES[i + 1], 1) - grid for i in range(2)])
+    bwd = np.stack([_observe(depth[i + 1], moving[i + 1], POSES[i + 1], POSES[i], -1) - grid for i in range(2)])
+    return depth, moving, fwd.astype(np.float32), bwd.astype(np.float32)
+
+
+def test_refinement_recovers_moving_depth_and_leaves_static_pixels_alone():
+    truth, moving, fwd, bwd = _three_frames()
+    start = (truth * np.where(moving, 1.12, 1.0)).astype(np.float32)  # the static triangulation's error, within the agreement band
+    start[1, 8:10] = 0.3 * truth[1, 8:10]  # far off: the three-frame solve is not trusted over it
+    out = refine_moving_depth(start, moving, fwd, bwd, K, POSES)
+    inner = moving[1].copy()
+    inner[8:18] = False  # clear of the far-off rows and the rim band around them
+    assert np.median(np.abs(out[1][inner] / truth[1][inner] - 1)) < 0.02  # was 0.12
+    assert np.array_equal(out[~moving], start[~moving])
+    assert np.array_equal(out[0], start[0])  # no neighbour before it: no trusted interior either
+
+
+def test_refinement_keeps_depth_without_baseline_and_names_bad_shapes():
+    truth, moving, fwd, bwd = _three_frames()
+    start = (truth * np.where(moving, 1.12, 1.0)).astype(np.float32)
+    for poses in (np.stack([np.eye(4)] * 3), np.stack([_pose(-0.01, 0.0), _pose(0.0, 0.0), _pose(0.01, 0.0)])):
+        assert np.array_equal(refine_moving_depth(start, moving, fwd, bwd, K, poses), start)
+    with pytest.raises(InputError, match="refine_moving_depth"):
+        refine_moving_depth(truth, moving[:2], fwd, bwd, K, POSES)
