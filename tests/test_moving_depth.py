@@ -111,7 +111,8 @@ def _three_frames():
 
 def test_refinement_recovers_moving_depth_and_leaves_static_pixels_alone():
     truth, moving, fwd, bwd = _three_frames()
-    start = (truth * np.where(moving, 1.12, 1.0)).astype(np.float32)  # the static triangulation's error, within the agreement band
+    # the static triangulation's error, within the agreement band
+    start = (truth * np.where(moving, 1.12, 1.0)).astype(np.float32)
     start[1, 8:10] = 0.3 * truth[1, 8:10]  # far off: the three-frame solve is not trusted over it
     out = refine_moving_depth(start, moving, fwd, bwd, K, POSES)
     inner = moving[1].copy()

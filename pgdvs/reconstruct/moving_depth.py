@@ -115,8 +115,8 @@ def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.nda
         if len(rows) == 0:
             continue
         uv = np.stack([cols, rows], 1).astype(np.float64)
-        solved, spread = triangulate_constant_velocity(uv, uv + flows_bwd[i - 1][rows, cols], uv + flows_fwd[i][rows, cols],
-                                               Ks[i], c2w[i - 1], c2w[i], c2w[i + 1])
+        end_prev, end_next = uv + flows_bwd[i - 1][rows, cols], uv + flows_fwd[i][rows, cols]
+        solved, spread = triangulate_constant_velocity(uv, end_prev, end_next, Ks[i], c2w[i - 1], c2w[i], c2w[i + 1])
         current = out[i][rows, cols]
         with np.errstate(invalid="ignore", divide="ignore"):
             agree = (np.abs(np.log(solved / current)) < AGREE_LOG) & (spread < MAX_SPREAD)
