@@ -5,8 +5,8 @@ Stages (``progress(stage, fraction, message)`` is called as each advances): "ing
 
 Classical path (default, no weights): DIS flow, COLMAP SfM (pycolmap; on SIFT, else on flow tracks), flow
 triangulation + regularised consistent depth, moving objects' depth from their motion over three frames
-(``moving_depth``). With a Depth Anything model (``depth_prior="auto"`` and a model ready
-in ``pgdvs.hub``, or ``depth_model=`` given) its disparity is aligned to the triangulated depth and refined.
+(``moving_depth``). With a Depth Anything model (``depth_prior="auto"`` and a model ready in ``pgdvs.hub``, or
+``depth_model=`` given) its disparity is aligned to the triangulated depth and refined.
 Degenerate camera motion (static, pure rotation) is detected and gives identity / rotation-only cameras and a smooth
 depth, reported in ``scene.meta["motion"]`` and the notices.
 
