@@ -14,6 +14,7 @@ from hub_fixtures import (PINNED_REVISION, TINY_REVISION, build_tiny_checkpoints
                           tiny_manifest_data, write_hub_repo, write_tiny_cache)
 
 from pgdvs.errors import InputError
+from pgdvs.hub import store
 from pgdvs.hub.manifest import apply_env_overrides, load_manifest, parse_manifest, preload_from_hub_entries
 from pgdvs.hub.registry import ModelHub
 
@@ -272,6 +273,7 @@ def test_background_download_reports_downloading_then_switches_to_learned(source
         return str(write_hub_repo(cache, repo_id, files) / filename)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr(store, "reachable", lambda url: True)  # the simulated Hub answers
     hub = ModelHub(tiny_manifest(sources), cache_dir=cache, offline=False, environ={})
     assert {s.state for s in hub.status().values()} == {"queued"}
     assert hub.backend_for("segmentation") == "classical: GrabCut" and hub.get("sam") is None
@@ -288,6 +290,41 @@ def test_background_download_reports_downloading_then_switches_to_learned(source
                                  f"{PINNED_REVISION} is not cached"
     assert hub.backend_for("segmentation") == "learned: tiny sam"
     assert ("test-org/tiny-sam", "checkpoints/sam_tiny.pth", True) in calls  # cache looked at first
+
+
+def test_an_unreachable_hub_is_reported_at_once_without_download_attempts(sources, tmp_path, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    calls, probed = [], []
+
+    def no_cache(repo_id, filename, *, local_files_only=False, **kwargs):
+        calls.append(local_files_only)
+        raise LocalEntryNotFoundError("not cached")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_cache)
+    monkeypatch.setattr(store, "reachable", lambda url: probed.append(url) or False)
+    hub = ModelHub(tiny_manifest(sources), cache_dir=tmp_path / "hub", offline=False, environ={}).start()
+    assert hub.wait(30)
+    st = hub.status()
+    assert st["sam"].state == "unavailable"
+    assert st["sam"].reason == ("the Hub is unreachable and checkpoints/sam_tiny.pth of test-org/tiny-sam@main "
+                                "is not cached")
+    assert calls and all(calls)  # only the cache was looked at: no request that huggingface_hub would retry
+    assert probed
+
+
+def test_reachable_probes_a_connection():
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    assert store.reachable(f"http://127.0.0.1:{port}/any/path")
+    server.close()
+    assert not store.reachable(f"http://127.0.0.1:{port}/any/path", timeout=1.0)  # refused
+    assert not store.reachable("https://host.invalid/model.pth", timeout=1.0)  # no such name
 
 
 def test_concurrent_get_loads_each_model_once(sources, cache):

@@ -9,11 +9,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Callable
 
 from .manifest import FileSpec, ModelSpec
 
+PROBE_TIMEOUT_S = 3.0  # how long a host may take to accept a connection before it counts as unreachable
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -70,7 +73,7 @@ def _local_files(spec: ModelSpec) -> dict[str, Path]:
 
 
 def _hub_files(spec, cache_dir, offline, token, on_download) -> tuple[dict[str, Path], str]:
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import constants, hf_hub_download
     from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
                                         RepositoryNotFoundError, RevisionNotFoundError)
 
@@ -83,9 +86,11 @@ def _hub_files(spec, cache_dir, offline, token, on_download) -> tuple[dict[str, 
         except LocalEntryNotFoundError:
             if offline:
                 raise Unavailable(f"{_explain_not_cached(spec, f, cache_dir)}; {offline}") from None
-        if on_download:
-            on_download(f"downloading {f.path} from {spec.repo_id}@{spec.revision}")
         where = f"{spec.repo_id}@{spec.revision}"
+        if not reachable(constants.ENDPOINT):
+            raise Unavailable(f"the Hub is unreachable and {f.path} of {where} is not cached")
+        if on_download:
+            on_download(f"downloading {f.path} from {where}")
         try:
             paths[f.path] = Path(hf_hub_download(**kwargs))
             downloaded = True
@@ -119,6 +124,19 @@ def _explain_not_cached(spec: ModelSpec, f: FileSpec, cache_dir) -> str:
     return f"missing file: {f.path} is not in the cached snapshot {commit[:8]} of {spec.repo_id}"
 
 
+def reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether the host of ``url`` accepts a connection within ``timeout`` seconds. Checked before a download:
+    huggingface_hub retries a failing request five times with backoff (about 25 s and five log lines per model),
+    which on a machine without network only fills the console while the app already runs."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def _url_file(spec, torch_dir, offline, on_download) -> tuple[dict[str, Path], str]:
     import torch
 
@@ -130,6 +148,9 @@ def _url_file(spec, torch_dir, offline, on_download) -> tuple[dict[str, Path], s
     if offline:
         raise Unavailable(f"not downloaded: {target.name} is not in {folder} and no Hub mirror is set "
                           f"({spec.env_prefix}REPO); {offline}")
+    if not reachable(spec.url):
+        raise Unavailable(f"not downloaded: {urlsplit(spec.url).hostname} is unreachable and {target.name} is not "
+                          f"in {folder}")
     if on_download:
         on_download(f"downloading {target.name} from {spec.url}")
     folder.mkdir(parents=True, exist_ok=True)
