@@ -82,7 +82,7 @@ def test_rims_take_their_interiors_depth_and_thin_objects_keep_theirs():
     depth[0, 14:36, 14:36] = 3.0  # interior: the object
     moving[0, 5:55, 60:63] = True  # a pole 3 px wide: no interior
     depth[0, 5:55, 60:63] = 4.0
-    out = extend_interior_depth(depth, moving, 4)
+    out = extend_interior_depth(depth, moving, 4, moving)  # every interior pixel trusted
     assert np.allclose(out[0, 10:40, 10:40], 3.0, rtol=1e-4)
     assert np.array_equal(out[0, 5:55, 60:63], depth[0, 5:55, 60:63])
     assert np.array_equal(out[~moving], depth[~moving])

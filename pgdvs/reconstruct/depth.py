@@ -355,13 +355,22 @@ def bring_moving_forward(depth: np.ndarray, moving: np.ndarray, rim_px: int | No
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim_px + 1, 2 * rim_px + 1))
     out = depth.astype(np.float32).copy()
     for i in range(n):
-        count, labels = cv2.connectedComponents(moving[i].astype(np.uint8), connectivity=8)
+        count, labels = cv2.connectedComponents(without_large_regions(moving[i]).astype(np.uint8), connectivity=8)
         for c in range(1, count):
             region = labels == c
             rim = (cv2.dilate(region.astype(np.uint8), kernel) > 0) & ~moving[i]
-            if rim.any() and region.mean() <= MAX_OBJECT_SHARE:
+            if rim.any():
                 out[i][region] = np.minimum(out[i][region], np.percentile(depth[i][rim], quantile))
     return out
+
+
+def without_large_regions(mask: np.ndarray) -> np.ndarray:
+    """mask (H, W) bool without its 8-connected regions over MAX_OBJECT_SHARE of the frame: failed mask
+    estimates spanning static surfaces rather than objects, which the moving-depth steps leave alone."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = stats[:, cv2.CC_STAT_AREA] <= MAX_OBJECT_SHARE * mask.size
+    keep[0] = False  # the background
+    return keep[labels]
 
 
 def _drop_outliers(tri: list[list[tuple[np.ndarray, np.ndarray]]], max_ratio: float = 100.0) -> None:

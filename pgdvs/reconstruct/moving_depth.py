@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from .depth import MAX_OBJECT_SHARE
+from .depth import without_large_regions
 
 AGREE_LOG = 0.2  # a constant-velocity depth replaces the current one only within exp(+-0.2) of it (x0.82 - x1.22)
 MAX_SPREAD = 0.2  # ... and only where 1 px of flow error moves it by less than 20 % (rig: ~7 %, handheld: 50-180 %)
@@ -74,17 +74,16 @@ def triangulate_constant_velocity(uv: np.ndarray, end_prev: np.ndarray, end_next
     return np.where(ahead & np.isfinite(depth), depth, np.nan), spread
 
 
-def extend_interior_depth(depth: np.ndarray, moving: np.ndarray, band: int, trusted: np.ndarray | None = None
-                          ) -> np.ndarray:
-    """The outer ``band`` px of each frame's moving pixels take the log-depth of the interior (the moving pixels
-    farther in than ``band``; of those, only the ``trusted`` ones when given) averaged with a Gaussian of that
-    width; a rim with no such interior within reach (thin objects) keeps its depth.
+def extend_interior_depth(depth: np.ndarray, moving: np.ndarray, band: int, trusted: np.ndarray) -> np.ndarray:
+    """The outer ``band`` px of each frame's moving pixels take the log-depth of the interior (the ``trusted``
+    moving pixels farther in than ``band``) averaged with a Gaussian of that width; a rim with no such interior
+    within reach (thin objects) keeps its depth.
     depth (N, H, W) > 0, moving and trusted (N, H, W) bool -> (N, H, W) float32."""
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
     out = depth.astype(np.float32).copy()
     for i in np.flatnonzero(moving.any(axis=(1, 2))):
         core = cv2.erode(moving[i].astype(np.uint8), kernel) > 0
-        inner = core if trusted is None else core & trusted[i]
+        inner = core & trusted[i]
         weight = cv2.GaussianBlur(inner.astype(np.float32), (0, 0), band)
         total = cv2.GaussianBlur(np.where(inner, np.log(out[i]), 0).astype(np.float32), (0, 0), band)
         rim = moving[i] & ~core & (weight > 0.02)  # within about two widths of the interior
@@ -100,8 +99,7 @@ def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.nda
     MAX_SPREAD); then every moving region's rim takes the depth of its interior pixels that got one
     (RIM_BAND_PX at 480 px). Elsewhere (a slow handheld camera) nothing changes: an interior with no
     trusted depth of its own is a poor guide for its rim. Static pixels are never changed, nor are regions over
-    MAX_OBJECT_SHARE of their frame (failed mask estimates over static surfaces, as ``bring_moving_forward``
-    treats them).
+    MAX_OBJECT_SHARE of their frame (``depth.without_large_regions``, as ``bring_moving_forward`` treats them).
     depth (N, H, W) > 0; moving (N, H, W) bool; flows (N-1, H, W, 2); K (3, 3) or (N, 3, 3) (frame i's serves its
     neighbours too: one camera per clip, as reconstructed); c2w (N, 4, 4) -> (N, H, W) float32."""
     depth, moving = np.asarray(depth), np.asarray(moving, bool)
@@ -111,7 +109,7 @@ def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.nda
         raise InputError(f"refine_moving_depth: depth {depth.shape}, moving {moving.shape} and flows "
                          f"{np.shape(flows_fwd)} / {np.shape(flows_bwd)} do not describe the same (N, H, W) frames")
     Ks = np.broadcast_to(K, (n, 3, 3))
-    moving = np.stack([_without_large_regions(m) for m in moving])
+    moving = np.stack([without_large_regions(m) for m in moving])
     out = depth.astype(np.float32).copy()
     trusted = np.zeros_like(moving)
     for i in range(1, n - 1):
@@ -127,14 +125,6 @@ def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.nda
         out[i][rows[agree], cols[agree]] = solved[agree]
         trusted[i][rows[agree], cols[agree]] = True
     return extend_interior_depth(out, moving, max(1, round(RIM_BAND_PX * max(height, width) / 480)), trusted)
-
-
-def _without_large_regions(mask: np.ndarray) -> np.ndarray:
-    """mask (H, W) bool without its 8-connected regions over MAX_OBJECT_SHARE of the frame."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    keep = stats[:, cv2.CC_STAT_AREA] <= MAX_OBJECT_SHARE * mask.size
-    keep[0] = False  # the background
-    return keep[labels]
 
 
 def _homogeneous(uv: np.ndarray) -> np.ndarray:
