@@ -22,9 +22,10 @@ def _sample(tex: np.ndarray, x: np.ndarray, y: np.ndarray, scale: float) -> np.n
 
 
 def toy_clip(n: int = 8, hw: tuple[int, int] = (72, 96), seed: int = 0, obj_step=(0.12, 0.08), cam_step=(0.08, 0.02),
-             yaw_step: float = 0.004, camouflage: bool = False) -> dict:
-    """Camera i at (cam_step * i, 0) yawed by yaw_step * i radians; square centre moves by obj_step per frame;
-    ``camouflage``: the square wears the background's texture at its scale (only motion tells them apart).
+             yaw_step: float = 0.004, camouflage: bool = False, plain: bool = False, half: float = FG_HALF) -> dict:
+    """Camera i at (cam_step * i, 0) yawed by yaw_step * i radians; square (side 2 ``half``) centre moves by
+    obj_step per frame; ``camouflage``: the square wears the background's texture at its scale (only motion tells
+    them apart); ``plain``: it is one flat colour (its motion only shows at its outline).
     -> dict(frames (N, H, W, 3) float32, K (N, 3, 3), c2w (N, 4, 4), depth (N, H, W), mask (N, H, W) bool,
     fwd / bwd (N-1, H, W, 2) exact flows i -> i+1 / i+1 -> i, world (N, H, W, 3), flow(i, j) -> (H, W, 2))."""
     rng = np.random.default_rng(seed)
@@ -49,11 +50,11 @@ def toy_clip(n: int = 8, hw: tuple[int, int] = (72, 96), seed: int = 0, obj_step
         s_bg, s_fg = (BG_Z - o[2]) / d[..., 2], (FG_Z - o[2]) / d[..., 2]
         p_bg, p_fg = o + s_bg[..., None] * d, o + s_fg[..., None] * d
         local = p_fg - centres[i]
-        hit = (np.abs(local[..., 0]) <= FG_HALF) & (np.abs(local[..., 1]) <= FG_HALF)
+        hit = (np.abs(local[..., 0]) <= half) & (np.abs(local[..., 1]) <= half)
         mask[i], depth[i] = hit, np.where(hit, s_fg, s_bg)
         world[i] = np.where(hit[..., None], p_fg, p_bg)
-        frames[i] = np.where(hit[..., None], _sample(fg_tex, local[..., 0], local[..., 1], fg_scale),
-                             _sample(tex_bg, p_bg[..., 0], p_bg[..., 1], 12))
+        fg = np.float32([0.8, 0.4, 0.3]) if plain else _sample(fg_tex, local[..., 0], local[..., 1], fg_scale)
+        frames[i] = np.where(hit[..., None], fg, _sample(tex_bg, p_bg[..., 0], p_bg[..., 1], 12))
 
     def flow(i, j):
         moved = world[i] + np.where(mask[i][..., None], centres[j] - centres[i], 0)

@@ -17,8 +17,10 @@ Per frame pair (a, b) a pixel votes "moving" when a static world does not explai
   scaled with resolution and raised to a multiple of the pair's median residual so noisy flow does not
   flood the mask; only pixels where forward and backward flow agree count.
 Votes over both neighbours and several frame gaps (slow objects only show over larger gaps; flows are
-composed from the neighbour flows unless given) are averaged, smoothed over time along the flow, then
-cleaned: opening, closing, hole filling, components under a minimum area dropped.
+composed from the neighbour flows unless given) are averaged, smoothed over time along the flow; plain regions
+whose outline has evidence almost all round are added whole (a uniform object only shows motion at its
+outline: :mod:`outlined_regions`); then cleaned: opening, closing, hole filling, components under a minimum
+area dropped.
 
 Shapes: frames (N, H, W, 3) float in [0, 1], flows (N-1, H, W, 2) (x, y) between neighbours, K (N, 3, 3),
 c2w (N, 4, 4), depth (N, H, W) or None -> masks (N, H, W) bool, True = dynamic.
@@ -35,6 +37,7 @@ from ..geometry import in_image, invert_pose, pixel_grid, project_points, unproj
 from ..render.morphology import dilate, max_filter, min_filter
 from ..videoio import to_uint8
 from ..warp import backward_warp, flow_consistency, sample_image
+from .outlined_regions import outlined_regions
 
 REFERENCE_SIZE = 480  # pixel thresholds are given at this image size (longest side) and scaled with it
 PAIR_CHUNK = 8  # frame pairs evaluated together (memory ~ 100 MB per chunk at 480 x 270)
@@ -45,6 +48,7 @@ BACKGROUND_RADII = (3, 7, 15)  # px at 480: how far foreground depth may bleed o
 UNTEXTURED_WEIGHT = 0.3  # how much a "static" look counts at an untextured pixel (see :func:`tally`)
 MIN_OBJECT_RADIUS = 9  # px at 480: a thinner mask component without a sure core is a sliver, not an object
 MOVER_MARGIN = 3  # px at 480: how far the moving pixels of a first pass are grown before they hide others
+OUTLINE_BAND = 2  # px at 480: the band around a plain region whose evidence judges it (:mod:`outlined_regions`)
 
 
 def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_px: float = 1.5,
@@ -52,7 +56,7 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
                  wide_gaps: tuple[int, ...] = (16, 24), vote_frac: float = 0.2,
                  min_area_frac: float = 0.002, gap_flows: dict | None = None, sam_model=None,
                  photo_threshold: float = 0.045, colour_snap_px: float = 16.0,
-                 background_radii: tuple[int, ...] = BACKGROUND_RADII) -> np.ndarray:
+                 background_radii: tuple[int, ...] = BACKGROUND_RADII, outline_cover: float = 0.45) -> np.ndarray:
     """Dynamic masks for every frame (shapes in the module doc).
 
     With depth: ``photo_threshold`` is the mean colour difference (0-1 scale) that counts as motion;
@@ -65,7 +69,9 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
     over the others, compared in a second pass (see the module doc; empty: no second pass); ``vote_frac``:
     fraction of pairs with evidence that must vote "moving"; ``min_area_frac``: smallest kept component as a
     fraction of the image; ``sam_model``: snap to SAM segments (:func:`snap_to_segments`); without SAM,
-    ``colour_snap_px`` > 0 snaps to colour edges within that band at 480 px (:func:`snap_to_colour`).
+    ``colour_snap_px`` > 0 snaps to colour edges within that band at 480 px (:func:`snap_to_colour`);
+    ``outline_cover``: a plain region whose outline has evidence on at least this share of it is moving whole
+    (:func:`outlined_regions.outlined_regions`; 0: off).
     """
     frames, fwd, bwd, K, c2w, depth = _check_inputs(frames, flows_fwd, flows_bwd, K, c2w, depth)
     n, h, w = frames.shape[:3]
@@ -73,9 +79,9 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
     thr = max(threshold_px * scale, 0.5)
     tol = max(1.0, scale)
     votes, counts = torch.zeros(n, h, w), torch.zeros(n, h, w)
+    images = torch.as_tensor(frames, dtype=torch.float32).permute(0, 3, 1, 2)
+    textured = local_texture(images, max(1, round(scale * 2))) > TEXTURE_MIN
     if depth is not None:
-        images = torch.as_tensor(frames, dtype=torch.float32).permute(0, 3, 1, 2)
-        textured = local_texture(images, max(1, round(scale * 2))) > TEXTURE_MIN
         points = unproject_depth(depth, K.float(), c2w.float())
         nearest = nearest_surface(depth)
     gaps = sorted({g for g in gaps if 0 < g < n})
@@ -103,7 +109,11 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
         retry_at_background_depth(votes, counts, images, textured, points, depth, nearest, K, c2w, gaps + wide,
                                   photo_threshold, [max(1, round(r * scale)) for r in background_radii])
     score = temporal_smooth(votes / counts.clamp(min=1), counts > 0, fwd, bwd, tol)
-    masks = np.stack([clean_mask(s > vote_frac, min_area_frac) for s in score.numpy()])
+    evidence = (score > vote_frac).numpy()
+    if outline_cover > 0:
+        band = max(1, round(OUTLINE_BAND * scale))
+        evidence |= np.stack([outlined_regions(e, t, band, outline_cover) for e, t in zip(evidence, textured.numpy())])
+    masks = np.stack([clean_mask(e, min_area_frac) for e in evidence])
     if sam_model is not None:
         masks = snap_to_segments(masks, frames, sam_model)
     elif colour_snap_px > 0:
