@@ -239,3 +239,22 @@ def test_flow_misfit_tells_right_cameras_from_wrong_ones():
     wrong_c2w[:, :3, 3] = wrong_c2w[:, [1, 0, 2], 3]  # cameras sliding sideways, estimated as sliding down
     assert pipeline.flow_misfit(right, flows, (96, 128)) < 0.1
     assert pipeline.flow_misfit(dataclasses.replace(right, c2w=wrong_c2w), flows, (96, 128)) > 5.0
+
+
+def test_sfm_on_flow_tracks_is_tried_again_while_it_registers_too_few_frames(monkeypatch):
+    """An unlucky RANSAC draw can leave the flow-track model with a handful of frames: it runs again, up to
+    TRACK_SFM_ATTEMPTS times, and the model registering most frames is kept."""
+    def estimate(registered):
+        mask = np.zeros(10, bool)
+        mask[:registered] = True
+        return CameraEstimate(np.eye(3), np.tile(np.eye(4), (10, 1, 1)), mask, np.zeros((0, 3)), 0.3, "colmap")
+
+    def run(results):
+        calls = iter(results)
+        monkeypatch.setattr(pipeline, "colmap_poses", lambda frames, flows: next(calls))
+        return pipeline.tracked_poses(np.zeros((10, 4, 4, 3)), {})
+
+    assert run([estimate(2), None, estimate(9), estimate(10)]).registered.sum() == 9  # stops once enough register
+    assert run([estimate(10), estimate(2)]).registered.sum() == 10  # a good first run is not repeated
+    assert run([estimate(3), estimate(2), estimate(1), estimate(10)]).registered.sum() == 3  # gives up after 3
+    assert run([None, None, None]) is None
