@@ -75,6 +75,25 @@ def test_include_click_on_partial_mask_completes_it(clip):
     assert iou(editor.add_point(3, *interior_point(part), 1), gt) > 0.95 > iou(part, gt) + 0.4
 
 
+def test_an_edit_does_not_cross_a_cut(clip):
+    """Where the flow fails as a whole (a cut; here forward and backward flow 3 <-> 4 disagree by 60 px
+    everywhere), propagation stops: the frames past it keep their masks, and an edit on their side carries
+    over its own frames without undoing the first one's."""
+    gt = clip["mask"]
+    fwd, bwd = clip["fwd"].copy(), clip["bwd"].copy()
+    fwd[3], bwd[3] = 30.0, 30.0
+    editor = MaskEditor(clip["frames"], np.zeros_like(gt), fwd, bwd, ClassicalSegmenter())
+    editor.add_point(1, *interior_point(gt[1]), 1)
+    out = editor.propagate()
+    assert mean_iou(out[:4], gt[:4]) > 0.95 and not out[4:].any()
+    editor.add_point(6, *interior_point(gt[6]), 1)
+    out = editor.propagate(6)
+    assert mean_iou(out[4:], gt[4:]) > 0.95 and mean_iou(out[:4], gt[:4]) > 0.95
+    intact = _editor(clip, np.zeros_like(gt))  # with the flow intact the first edit reaches every frame
+    intact.add_point(1, *interior_point(gt[1]), 1)
+    assert mean_iou(intact.propagate()[4:], gt[4:]) > 0.95
+
+
 def test_exclude_click_on_halo_keeps_the_object(clip):
     gt = clip["mask"][3]
     halo = cv2.dilate(gt.astype(np.uint8), np.ones((13, 13), np.uint8)).astype(bool)  # object + 6 px of background

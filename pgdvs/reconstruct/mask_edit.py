@@ -6,6 +6,9 @@ the edit to the other frames: what the edit added to / removed from the automati
 flow frame by frame and laid over that frame's automatic mask; where the clicks, moved along the flow, survive,
 they re-prompt the segmenter there, whose changes count only near the carried correction (masks far from the
 edit are never touched). Frames with their own clicks keep their mask, and propagation continues from them.
+An edit does not cross a flow that fails as a whole (a cut, or a camera jump such as a rig's wrap-around): the
+frames past it are left as they are (their automatic mask, or what an edit on their side gave them) up to the
+next frame with its own clicks.
 
 Shapes: frames (N, H, W, 3) float in [0, 1], masks (N, H, W) bool (True = dynamic), flows (N-1, H, W, 2):
 flows_fwd[i] is i -> i+1, flows_bwd[i] is i+1 -> i. Points are pixel (x, y) = (column, row).
@@ -20,7 +23,7 @@ import torch
 
 from ..errors import InputError
 from ..warp import sample_image
-from .motion_masks import warp_field
+from .motion_masks import REFERENCE_SIZE, consistent, warp_field
 from .segmenters import Segmenter, check_prompt, near
 
 
@@ -35,6 +38,8 @@ class _Click:
 class MaskEditor:
     edit_reach = 0.02  # fraction of the image size a re-prompted edit may reach past the carried one
     same_colour = 0.08  # mean colour difference (0-1) under which a carried removal still shows the same surface
+    min_flow_agreement = 0.3  # share of pixels whose forward and backward flow agree (2 px at 480) under which
+    # the flow between two frames failed as a whole (rig camera jumps: 0.03-0.13, other pairs 0.69-1.0)
 
     def __init__(self, frames, masks, flows_fwd, flows_bwd, segmenter: Segmenter):
         frames, masks = np.asarray(frames), np.asarray(masks)
@@ -124,13 +129,15 @@ class MaskEditor:
             return self.masks
         n, done = self.n_frames, 0
         for step in (1, -1):
-            mask, clicks = self._masks[start], self._click_array(start)
+            mask, clicks, carrying = self._masks[start], self._click_array(start), True
             for j in range(start + step, n if step > 0 else -1, step):
                 i = j - step
                 # flow j -> i pulls frame i's fields into frame j; flow i -> j moves the clicks
                 f_ji, f_ij = (self._bwd[i], self._fwd[i]) if step > 0 else (self._fwd[j], self._bwd[j])
                 if j in self._clicks:  # the user's own edit wins and becomes the new source
-                    mask, clicks = self._masks[j], self._click_array(j)
+                    mask, clicks, carrying = self._masks[j], self._click_array(j), True
+                elif not carrying or not self._flow_holds(f_ij, f_ji):
+                    carrying = False  # past a cut, what the flow carried would land anywhere
                 else:
                     clicks = move_points(clicks, f_ij, f_ji)
                     reprompt = abs(j - start) % max(1, reprompt_every) == 0
@@ -161,6 +168,11 @@ class MaskEditor:
                                                 self._flow(j)), bool)
         reach = max(1, round(self.edit_reach * max(auto.shape)))
         return (auto & ~(~seg & near(removed, reach))) | (seg & near(added, reach))
+
+    def _flow_holds(self, f_ij: torch.Tensor, f_ji: torch.Tensor) -> bool:
+        """Whether the flow between two frames (H, W, 2) each way holds as a whole (see min_flow_agreement)."""
+        tol = 2.0 * max(f_ij.shape[:2]) / REFERENCE_SIZE
+        return float(consistent(f_ij[None], f_ji[None], tol).float().mean()) >= self.min_flow_agreement
 
     def _flow(self, frame: int) -> np.ndarray | None:
         """The frame's flow to its next frame (the last frame: to its previous one), for the segmenter."""
