@@ -258,3 +258,23 @@ def test_sfm_on_flow_tracks_is_tried_again_while_it_registers_too_few_frames(mon
     assert run([estimate(10), estimate(2)]).registered.sum() == 10  # a good first run is not repeated
     assert run([estimate(3), estimate(2), estimate(1), estimate(10)]).registered.sum() == 3  # gives up after 3
     assert run([None, None, None]) is None
+
+
+def test_the_camera_model_the_flow_fits_is_kept_preferring_flow_tracks_at_a_tie():
+    from mask_fixtures import toy_clip
+
+    clip = toy_clip(hw=(96, 128), cam_step=(0.3, 0.05))
+    flows = {(i, i + 2): clip["flow"](i, i + 2) for i in range(len(clip["frames"]) - 2)}
+    right = CameraEstimate(clip["K"][0], clip["c2w"], np.ones(8, bool), np.zeros((0, 3)), 0.1, "colmap")
+    wrong_c2w = clip["c2w"].copy()
+    wrong_c2w[:, :3, 3] = wrong_c2w[:, [1, 0, 2], 3]
+    wrong = dataclasses.replace(right, c2w=wrong_c2w)
+    tracks = dataclasses.replace(right, backend="colmap (flow tracks)")
+    wrong_tracks = dataclasses.replace(wrong, backend="colmap (flow tracks)")
+    pick = lambda sift, tracked: pipeline.better_model(sift, tracked, flows, (96, 128))  # noqa: E731
+    assert pick(wrong, tracks) is tracks
+    assert pick(right, wrong_tracks) is right  # SIFT's model wins when the flow fits it clearly better
+    assert pick(right, tracks) is tracks  # an equal fit: the denser tracks pin the focal length better
+    fewer = dataclasses.replace(tracks, registered=np.arange(8) < 6)
+    assert pick(wrong, fewer) is wrong  # more registered frames come first
+    assert pick(None, fewer) is fewer and pick(right, None) is right and pick(None, None) is None
