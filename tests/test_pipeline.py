@@ -13,6 +13,7 @@ from pgdvs.errors import InputError
 from pgdvs.ingest import Clip
 from pgdvs.reconstruct import pipeline
 from pgdvs.reconstruct.cameras import CameraEstimate, guess_intrinsics
+from pgdvs.reconstruct.degeneracy import MotionReport
 from pgdvs.reconstruct.pipeline import STAGES, ReconstructConfig, reconstruct, translates
 from pgdvs.scene import Scene
 
@@ -278,3 +279,31 @@ def test_the_camera_model_the_flow_fits_is_kept_preferring_flow_tracks_at_a_tie(
     fewer = dataclasses.replace(tracks, registered=np.arange(8) < 6)
     assert pick(wrong, fewer) is wrong  # more registered frames come first
     assert pick(None, fewer) is fewer and pick(right, None) is right and pick(None, None) is None
+
+
+def test_after_a_rotation_verdict_the_tracks_only_check_a_sift_model_that_translates(monkeypatch):
+    from mask_fixtures import toy_clip
+
+    clip = toy_clip(hw=(96, 128), cam_step=(0.3, 0.05))
+    flows = {(i, j): clip["flow"](i, j) for i in range(8) for j in range(8) if 0 < abs(i - j) <= 2}
+    points = np.random.default_rng(0).normal(size=(200, 3)) * 0.3 + [0.0, 0.0, 3.0]
+    right = CameraEstimate(clip["K"][0], clip["c2w"], np.ones(8, bool), points, 0.1, "colmap (flow tracks)")
+    wrong_c2w = clip["c2w"].copy()
+    wrong_c2w[:, :3, 3] = wrong_c2w[:, [1, 0, 2], 3]
+    still = dataclasses.replace(right, c2w=np.tile(np.eye(4), (8, 1, 1)), backend="colmap")
+    rotation = MotionReport("rotation", 10.0, 0.2, "rotation")
+    runs = []
+
+    def cameras(sift):
+        def colmap_poses(frames, flows=None, max_features=None):
+            runs.append("tracks" if flows is not None else "sift")
+            return sift if flows is None else right
+        runs.clear()
+        monkeypatch.setattr(pipeline, "colmap_poses", colmap_poses)
+        return pipeline._cameras(clip["frames"], flows, rotation, FAST, [])
+
+    _, c2w, info = cameras(still)  # SIFT agrees with the flow test: rotation-only cameras, no track run
+    assert runs == ["sift"] and info["backend"].startswith("rotation-only")
+    _, c2w, info = cameras(dataclasses.replace(still, c2w=wrong_c2w))  # SIFT translates, wrongly: tracks win
+    assert runs == ["sift", "tracks"] and info["backend"] == "colmap (flow tracks)"
+    assert np.allclose(c2w, clip["c2w"])

@@ -3,7 +3,7 @@
 Stages (``progress(stage, fraction, message)`` is called as each advances): "ingest", "flow", "motion",
 "cameras", "depth", "masks", "refine", "save".
 
-Classical path (default, no weights): DIS flow, COLMAP SfM (pycolmap; on SIFT, else on flow tracks), flow
+Classical path (default, no weights): DIS flow, COLMAP SfM (pycolmap; on SIFT and on flow tracks, one kept), flow
 triangulation + regularised consistent depth, moving objects' depth from their motion over three frames
 (``moving_depth``). With a Depth Anything model (``depth_prior="auto"`` and a model ready in ``pgdvs.hub``, or
 ``depth_model=`` given) its disparity is aligned to the triangulated depth and refined.
@@ -254,7 +254,8 @@ def _cameras(frames, flows, motion, config, notices):
     SIFT finds too little on weak texture and small frames, and on a rig-like clip (frames from cameras that
     jump about) it can settle on a wrong focal length that still fits its features (rig-studio: f 253 for a
     true 416, ATE 0.50; the tracks' model: f 416, ATE 0.002). After a "rotation" verdict of the flow test only
-    a model that translates stands: a scene dominated by one plane (a wall) fits a homography too."""
+    a model that translates stands (a scene dominated by one plane, a wall, fits a homography too), and the
+    tracks only run to check a SIFT model that does."""
     n, h, w = frames.shape[:3]
     K = guess_intrinsics((h, w))
     assumed = "intrinsics: focal length assumed (60 degree horizontal field of view)"
@@ -262,12 +263,16 @@ def _cameras(frames, flows, motion, config, notices):
         notices.append(assumed)
         return K, np.tile(np.eye(4), (n, 1, 1)), {"backend": "static (identity poses)", "registered": n,
                                                   "intrinsics": "assumed"}
-    # after a "rotation" verdict few frames registering is the expected outcome, not an unlucky draw
-    tracked = tracked_poses(frames, flows, attempts=1 if motion.kind == "rotation" else TRACK_SFM_ATTEMPTS)
-    models = [colmap_poses(frames, max_features=config.sfm_features), tracked]
-    if motion.kind == "rotation":  # no translation to measure depth from unless SfM finds one
-        models = [m if m is not None and translates(m) else None for m in models]
-    est = better_model(*models, flows, (h, w))
+    sift = colmap_poses(frames, max_features=config.sfm_features)
+    if motion.kind != "rotation":
+        est = better_model(sift, tracked_poses(frames, flows), flows, (h, w))
+    elif sift is not None and translates(sift):
+        # SfM found translation that the flow test missed; the tracks' model checks it (one run: after this
+        # verdict few frames registering is the expected outcome, not an unlucky draw)
+        tracked = tracked_poses(frames, flows, attempts=1)
+        est = better_model(sift, tracked if tracked is not None and translates(tracked) else None, flows, (h, w))
+    else:
+        est = None  # SfM agrees with the flow: no translation to measure depth from
     if est is not None and est.registered.mean() >= MIN_REGISTERED:
         notices.extend(est.notices)  # names frames whose poses are interpolated
         return est.K, est.c2w, {"backend": est.backend, "registered": int(est.registered.sum()),
