@@ -22,15 +22,18 @@ def _sample(tex: np.ndarray, x: np.ndarray, y: np.ndarray, scale: float) -> np.n
 
 
 def toy_clip(n: int = 8, hw: tuple[int, int] = (72, 96), seed: int = 0, obj_step=(0.12, 0.08), cam_step=(0.08, 0.02),
-             yaw_step: float = 0.004, camouflage: bool = False, plain: bool = False, half: float = FG_HALF) -> dict:
+             yaw_step: float = 0.004, camouflage: bool = False, plain: bool = False, half: float = FG_HALF,
+             contrast: float = 1.0) -> dict:
     """Camera i at (cam_step * i, 0) yawed by yaw_step * i radians; square (side 2 ``half``) centre moves by
     obj_step per frame; ``camouflage``: the square wears the background's texture at its scale (only motion tells
-    them apart); ``plain``: it is one flat colour (its motion only shows at its outline).
+    them apart); ``plain``: it is one flat colour (its motion only shows at its outline); ``contrast`` scales the
+    square's texture about its mean (a faint texture).
     -> dict(frames (N, H, W, 3) float32, K (N, 3, 3), c2w (N, 4, 4), depth (N, H, W), mask (N, H, W) bool,
     fwd / bwd (N-1, H, W, 2) exact flows i -> i+1 / i+1 -> i, world (N, H, W, 3), flow(i, j) -> (H, W, 2))."""
     rng = np.random.default_rng(seed)
     tex_bg, tex_fg = _texture(rng, (1, 1, 1)), _texture(rng, (1.0, 0.55, 0.45))
     fg_tex, fg_scale = (tex_bg, 12) if camouflage else (tex_fg, 40)
+    fg_tex = fg_tex.mean((0, 1)) + np.float32(contrast) * (fg_tex - fg_tex.mean((0, 1)))
     h, w = hw
     K = np.array([[0.9 * w, 0, (w - 1) / 2], [0, 0.9 * w, (h - 1) / 2], [0, 0, 1.0]])
     c2w = np.tile(np.eye(4), (n, 1, 1))

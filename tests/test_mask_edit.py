@@ -314,3 +314,31 @@ def test_editor_with_sam(clip, tiny_sam, set_image_calls):
     # re-prompted frames: 4 +- 3 (1, 7) when the clicks survive the flow; never more than those
     assert 1 <= len(set_image_calls) <= 3
     assert np.array_equal(editor.clear(4), gt[4])
+
+
+class _CreepingSegmenter:
+    """A segmenter whose answer grows with every call: a disc round the first click, 2 px wider each time."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def segment(self, frame, image, points, labels, prior, flow=None):
+        self.calls += 1
+        h, w = image.shape[:2]
+        yy, xx = np.mgrid[0:h, 0:w]
+        x, y = np.asarray(points, float)[0]
+        return prior | ((xx - x) ** 2 + (yy - y) ** 2 <= (4 + 2 * self.calls) ** 2)
+
+
+def test_a_re_prompted_addition_cannot_creep_frame_by_frame(clip):
+    """Each re-prompt may reach a little past the carried addition; capped at max_growth x the clicked
+    frame's addition, what the flow carried is kept instead (uncapped, the disc grows 8.6x over 7 frames)."""
+    areas = {}
+    for growth in (MaskEditor.max_growth, np.inf):
+        editor = _editor(clip, np.zeros_like(clip["mask"]), _CreepingSegmenter())
+        editor.max_growth = growth
+        editor.add_point(0, *interior_point(clip["mask"][0]), 1)
+        out = editor.propagate()
+        areas[growth] = out.sum((1, 2)) / out[0].sum()
+    assert areas[MaskEditor.max_growth].max() <= MaskEditor.max_growth + 0.1
+    assert areas[np.inf][-1] > 3.0

@@ -98,6 +98,24 @@ def test_a_plain_object_is_found_from_its_outline():
     assert without < 0.4 and mean_iou(_masks(c), c["mask"]) > 0.75
 
 
+def test_a_faint_texture_that_moves_is_found():
+    """A square with a faint texture (30 % of the usual contrast) sliding sideways stays under one fixed
+    photometric threshold; the threshold that follows the local texture finds it (measured 0.13 -> 1.00)."""
+    c = toy_clip(contrast=0.3, obj_step=(0.06, 0.0))
+    assert mean_iou(_masks(c, contrast_factor=0.0), c["mask"]) < 0.3
+    assert mean_iou(_masks(c), c["mask"]) > 0.9
+
+
+def test_photometric_thresholds_follow_the_texture_between_floor_and_cap():
+    from pgdvs.reconstruct.motion_masks import PHOTO_FLOOR, photo_thresholds
+
+    texture = torch.tensor([[[0.0, 0.01, 0.03, 0.2]]])
+    expected = torch.tensor([[[PHOTO_FLOOR, PHOTO_FLOOR, 0.03, 0.045]]])
+    assert torch.allclose(photo_thresholds(texture, 0.045, 1.0), expected)
+    assert torch.allclose(photo_thresholds(texture, 0.045, 0.0), torch.full((1, 1, 4), 0.045))
+    assert torch.allclose(photo_thresholds(texture, 0.01, 1.0), torch.full((1, 1, 4), 0.01))  # the cap wins
+
+
 def test_wide_gaps_find_slow_objects():
     """A square that moves under a pixel per 8 frames only shows over wider gaps; one that shows over the
     near gaps is kept as well (measured 0.61 -> 0.78 and 0.99 -> 0.98)."""

@@ -38,6 +38,7 @@ class _Click:
 class MaskEditor:
     edit_reach = 0.02  # fraction of the image size a re-prompted edit may reach past the carried one
     same_colour = 0.08  # mean colour difference (0-1) under which a carried removal still shows the same surface
+    max_growth = 1.5  # a re-prompted addition larger than this times the source frame's keeps the flow-carried one
     min_flow_agreement = 0.3  # share of pixels whose forward and backward flow agree (2 px at 480) under which
     # the flow between two frames failed as a whole (rig camera jumps: 0.03-0.13, other pairs 0.69-1.0)
 
@@ -130,32 +131,37 @@ class MaskEditor:
         n, done = self.n_frames, 0
         for step in (1, -1):
             mask, clicks, carrying = self._masks[start], self._click_array(start), True
+            limit = self.max_growth * max(int((mask & ~self._auto[start]).sum()), 1)
             for j in range(start + step, n if step > 0 else -1, step):
                 i = j - step
                 # flow j -> i pulls frame i's fields into frame j; flow i -> j moves the clicks
                 f_ji, f_ij = (self._bwd[i], self._fwd[i]) if step > 0 else (self._fwd[j], self._bwd[j])
                 if j in self._clicks:  # the user's own edit wins and becomes the new source
                     mask, clicks, carrying = self._masks[j], self._click_array(j), True
+                    limit = self.max_growth * max(int((mask & ~self._auto[j]).sum()), 1)
                 elif not carrying or not self._flow_holds(f_ij, f_ji):
                     carrying = False  # past a cut, what the flow carried would land anywhere
                 else:
                     clicks = move_points(clicks, f_ij, f_ji)
                     reprompt = abs(j - start) % max(1, reprompt_every) == 0
-                    mask = self._carry(mask, i, j, f_ji, clicks if reprompt else clicks[:0])
+                    mask = self._carry(mask, i, j, f_ji, clicks if reprompt else clicks[:0], limit)
                     self._masks[j] = mask
                 done += 1
                 if progress:
                     progress(done / max(n - 1, 1))
         return self.masks
 
-    def _carry(self, mask_i: np.ndarray, i: int, j: int, f_ji: torch.Tensor, clicks: np.ndarray) -> np.ndarray:
+    def _carry(self, mask_i: np.ndarray, i: int, j: int, f_ji: torch.Tensor, clicks: np.ndarray,
+               limit: float = np.inf) -> np.ndarray:
         """Frame j's mask from frame i's: the edit (what frame i's mask added to / removed from its automatic
         mask) is pulled along the flow and applied to frame j's automatic mask. With clicks the flow carried
         here, the segmenter re-prompts frame j's automatic mask with them instead (recomputed, not accumulated:
         carried additions would drift and grow frame by frame), and what it adds / removes only counts near
         the carried addition / removal: a moved click that lands elsewhere cannot repaint the frame. A removal
         only holds where frame j still shows what frame i showed there: an object that moved onto a removed
-        static spot stays."""
+        static spot stays. Each re-prompt may reach a little past the carried addition, so over many frames the
+        addition could creep into the background (handheld-room: 6 % -> 27 % of the frame over 30 frames); an
+        addition over ``limit`` pixels (max_growth x the source frame's) keeps what the flow carried instead."""
         fields = np.concatenate([np.stack([mask_i & ~self._auto[i], self._auto[i] & ~mask_i], -1),
                                  self.frames[i]], -1).astype(np.float32)
         pulled = warp_field(torch.from_numpy(fields)[None], f_ji[None])[0].numpy()
@@ -167,7 +173,8 @@ class MaskEditor:
         seg = np.asarray(self.segmenter.segment(j, self.frames[j], clicks[:, :2], clicks[:, 2].astype(int), auto,
                                                 self._flow(j)), bool)
         reach = max(1, round(self.edit_reach * max(auto.shape)))
-        return (auto & ~(~seg & near(removed, reach))) | (seg & near(added, reach))
+        grown = seg & near(added, reach)
+        return (auto & ~(~seg & near(removed, reach))) | (grown if grown.sum() <= limit else added)
 
     def _flow_holds(self, f_ij: torch.Tensor, f_ji: torch.Tensor) -> bool:
         """Whether the flow between two frames (H, W, 2) each way holds as a whole (see min_flow_agreement)."""
