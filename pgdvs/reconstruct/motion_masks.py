@@ -1,12 +1,13 @@
 """Automatic dynamic masks from motion: what the camera motion cannot explain is moving.
 
 Per frame pair (a, b) a pixel votes "moving" when a static world does not explain what frame b shows:
-- with depth: frame b warped to frame a by the rigid flow of depth_a has another colour (photometric
-  residual, over a threshold that follows the local texture: :func:`photo_thresholds`). It needs no estimated
-  flow, which (DIS) is wrong in untextured areas while still passing the forward-backward check. Only pixels
-  visible in b (depth_b z-test: occlusions and a moving object covering the spot give no evidence) count, untextured ones less when they look the same (:func:`tally`); a pixel
-  with a "moving" vote is judged again at the depth of the static surface beside it, in case its estimated
-  depth is the front object's bled over the background (:func:`retry_at_background_depth`). Objects that move slowly or
+- with depth: frame b warped to frame a by the rigid flow of depth_a has another colour (photometric residual, over
+  a threshold that follows the local texture: :func:`photo_thresholds`). It needs no estimated flow, which (DIS) is
+  wrong in untextured areas while still passing the forward-backward check. Only pixels visible in b (depth_b
+  z-test: occlusions and a moving object covering the spot give no evidence) count, untextured ones less when they
+  look the same (:func:`tally`); a pixel with a "moving" vote is judged again at the depth of the static surface
+  beside it, in case its estimated depth is the front object's bled over the background
+  (:func:`retry_at_background_depth`). Objects that move slowly or
   change shape in place (a pulsing ball, a swaying pole at its turning point) only show over many frames,
   so wider gaps are compared in a second pass; over those, a moving object's estimated depth (unreliable)
   no longer hides what it passes in front of, so in the second pass the moving pixels of the first hide
