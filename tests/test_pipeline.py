@@ -257,8 +257,10 @@ def test_sfm_on_flow_tracks_is_tried_again_while_it_registers_too_few_frames(mon
 
     assert run([estimate(2), None, estimate(9), estimate(10)]).registered.sum() == 9  # stops once enough register
     assert run([estimate(10), estimate(2)]).registered.sum() == 10  # a good first run is not repeated
-    assert run([estimate(3), estimate(2), estimate(1), estimate(10)]).registered.sum() == 3  # gives up after 3
-    assert run([None, None, None]) is None
+    attempts = pipeline.TRACK_SFM_ATTEMPTS
+    failures = [estimate(3), estimate(2)] + [estimate(1)] * (attempts - 2)
+    assert run(failures + [estimate(10)]).registered.sum() == 3  # gives up after TRACK_SFM_ATTEMPTS runs
+    assert run([None] * attempts) is None
 
 
 def test_the_camera_model_the_flow_fits_is_kept_preferring_flow_tracks_at_a_tie():

@@ -33,7 +33,7 @@ FLOW_BACKENDS = ("dis", "raft")
 PRIOR_MODES = ("auto", "none")
 STAGES = ("ingest", "flow", "motion", "cameras", "depth", "masks", "refine", "save")
 MIN_REGISTERED = 0.5  # SfM must register at least this fraction of frames, else rotation-only cameras are used
-TRACK_SFM_ATTEMPTS = 3  # SfM on flow tracks is tried this often while it registers too few frames (see tracked_poses)
+TRACK_SFM_ATTEMPTS = 5  # SfM on flow tracks is tried this often while it registers too few frames (see tracked_poses)
 ROUGH_SCALE = 2 / 3  # the first depth pass works at this fraction of the final working size
 ROUGH_GAPS = (1, 4)  # ... and triangulates only these frame gaps
 MIN_BASELINE = 0.02  # SfM camera spread / scene depth under which a "rotation" verdict stands
@@ -290,7 +290,8 @@ def tracked_poses(frames: np.ndarray, flows: dict, attempts: int = TRACK_SFM_ATT
     """SfM on flow tracks (``colmap_poses(frames, flows=flows)``), run again while its model registers fewer than
     MIN_REGISTERED of the frames, up to ``attempts`` runs; the model registering most frames, or None. COLMAP's
     verification draws fresh RANSAC samples per run, and an unlucky draw can start the model from a wrong pair:
-    on sam2_bedroom one run in three registered 4 of 50 frames (in 10 s) where the others registered all 50."""
+    on sam2_bedroom half the runs register 3 of 50 frames (in 6 s) where the others register all 50 (35 s), so
+    three runs all failed in one real-loo run of two."""
     best = None
     for _ in range(attempts):
         est = colmap_poses(frames, flows=flows)
