@@ -230,14 +230,20 @@ def test_sfm_overrides_a_rotation_verdict_only_with_real_translation():
     assert not translates(dataclasses.replace(est, c2w=np.tile(np.eye(4), (3, 1, 1))))
 
 
+def _sliding_down(c2w: np.ndarray) -> np.ndarray:
+    """Wrong cameras for the toy clip: its cameras slide sideways, these slide down (x and y swapped)."""
+    wrong = c2w.copy()
+    wrong[:, :3, 3] = c2w[:, [1, 0, 2], 3]
+    return wrong
+
+
 def test_flow_misfit_tells_right_cameras_from_wrong_ones():
     from mask_fixtures import toy_clip
 
     clip = toy_clip(hw=(96, 128), cam_step=(0.3, 0.05))  # the moving square covers 17 % of the pixels
     flows = {(i, i + 2): clip["flow"](i, i + 2) for i in range(len(clip["frames"]) - 2)}
     right = CameraEstimate(clip["K"][0], clip["c2w"], np.ones(8, bool), np.zeros((0, 3)), 0.1, "colmap")
-    wrong_c2w = clip["c2w"].copy()
-    wrong_c2w[:, :3, 3] = wrong_c2w[:, [1, 0, 2], 3]  # cameras sliding sideways, estimated as sliding down
+    wrong_c2w = _sliding_down(clip["c2w"])
     assert pipeline.flow_misfit(right, flows, (96, 128)) < 0.1
     assert pipeline.flow_misfit(dataclasses.replace(right, c2w=wrong_c2w), flows, (96, 128)) > 5.0
 
@@ -269,8 +275,7 @@ def test_the_camera_model_the_flow_fits_is_kept_preferring_flow_tracks_at_a_tie(
     clip = toy_clip(hw=(96, 128), cam_step=(0.3, 0.05))
     flows = {(i, i + 2): clip["flow"](i, i + 2) for i in range(len(clip["frames"]) - 2)}
     right = CameraEstimate(clip["K"][0], clip["c2w"], np.ones(8, bool), np.zeros((0, 3)), 0.1, "colmap")
-    wrong_c2w = clip["c2w"].copy()
-    wrong_c2w[:, :3, 3] = wrong_c2w[:, [1, 0, 2], 3]
+    wrong_c2w = _sliding_down(clip["c2w"])
     wrong = dataclasses.replace(right, c2w=wrong_c2w)
     tracks = dataclasses.replace(right, backend="colmap (flow tracks)")
     wrong_tracks = dataclasses.replace(wrong, backend="colmap (flow tracks)")
@@ -290,8 +295,7 @@ def test_after_a_rotation_verdict_the_tracks_only_check_a_sift_model_that_transl
     flows = {(i, j): clip["flow"](i, j) for i in range(8) for j in range(8) if 0 < abs(i - j) <= 2}
     points = np.random.default_rng(0).normal(size=(200, 3)) * 0.3 + [0.0, 0.0, 3.0]
     right = CameraEstimate(clip["K"][0], clip["c2w"], np.ones(8, bool), points, 0.1, "colmap (flow tracks)")
-    wrong_c2w = clip["c2w"].copy()
-    wrong_c2w[:, :3, 3] = wrong_c2w[:, [1, 0, 2], 3]
+    wrong_c2w = _sliding_down(clip["c2w"])
     still = dataclasses.replace(right, c2w=np.tile(np.eye(4), (8, 1, 1)), backend="colmap")
     rotation = MotionReport("rotation", 10.0, 0.2, "rotation")
     runs = []

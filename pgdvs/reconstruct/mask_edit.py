@@ -131,14 +131,14 @@ class MaskEditor:
         n, done = self.n_frames, 0
         for step in (1, -1):
             mask, clicks, carrying = self._masks[start], self._click_array(start), True
-            limit = self.max_growth * max(int((mask & ~self._auto[start]).sum()), 1)
+            limit = self._growth_limit(start)
             for j in range(start + step, n if step > 0 else -1, step):
                 i = j - step
                 # flow j -> i pulls frame i's fields into frame j; flow i -> j moves the clicks
                 f_ji, f_ij = (self._bwd[i], self._fwd[i]) if step > 0 else (self._fwd[j], self._bwd[j])
                 if j in self._clicks:  # the user's own edit wins and becomes the new source
                     mask, clicks, carrying = self._masks[j], self._click_array(j), True
-                    limit = self.max_growth * max(int((mask & ~self._auto[j]).sum()), 1)
+                    limit = self._growth_limit(j)
                 elif not carrying or not self._flow_holds(f_ij, f_ji):
                     carrying = False  # past a cut, what the flow carried would land anywhere
                 else:
@@ -152,7 +152,7 @@ class MaskEditor:
         return self.masks
 
     def _carry(self, mask_i: np.ndarray, i: int, j: int, f_ji: torch.Tensor, clicks: np.ndarray,
-               limit: float = np.inf) -> np.ndarray:
+               limit: float) -> np.ndarray:
         """Frame j's mask from frame i's: the edit (what frame i's mask added to / removed from its automatic
         mask) is pulled along the flow and applied to frame j's automatic mask. With clicks the flow carried
         here, the segmenter re-prompts frame j's automatic mask with them instead (recomputed, not accumulated:
@@ -175,6 +175,11 @@ class MaskEditor:
         reach = max(1, round(self.edit_reach * max(auto.shape)))
         grown = seg & near(added, reach)
         return (auto & ~(~seg & near(removed, reach))) | (grown if grown.sum() <= limit else added)
+
+    def _growth_limit(self, frame: int) -> float:
+        """The most pixels a carried addition may cover: max_growth x what the frame's mask adds to its automatic
+        one (at least one pixel's worth)."""
+        return self.max_growth * max(int((self._masks[frame] & ~self._auto[frame]).sum()), 1)
 
     def _flow_holds(self, f_ij: torch.Tensor, f_ji: torch.Tensor) -> bool:
         """Whether the flow between two frames (H, W, 2) each way holds as a whole (see min_flow_agreement)."""
