@@ -229,6 +229,22 @@ def test_exclude_click_on_a_plain_wall_drops_what_moves_like_it():
     assert iou(out, square) > 0.9
 
 
+def test_exclude_click_keeps_an_object_that_moves_like_the_wall_but_looks_otherwise():
+    """A false positive on a textured wall joined to a blue square, all moving alike (a slow camera, an object
+    that barely moves): the flow cannot tell them apart, colour can. Only the wall goes."""
+    rng = np.random.default_rng(1)
+    h, w = 120, 200
+    img = np.dstack([rng.random((h, w)) * 0.4 + 0.5, rng.random((h, w)) * 0.3 + 0.3, rng.random((h, w)) * 0.2])
+    square = np.zeros((h, w), bool)
+    square[40:70, 100:130] = True
+    img[square] = (0.1, 0.2, 0.85)
+    prior = square.copy()
+    prior[30:80, 40:115] = True  # the wall patch, joined to the square
+    flow = np.full((h, w, 2), (1.5, 0.0), np.float32)
+    out = ClassicalSegmenter().segment(0, img.astype(np.float32), [[60, 55]], [0], prior, flow)
+    assert iou(out, square) > 0.9
+
+
 def test_segmenter_rejects_a_flow_of_the_wrong_shape(clip):
     gt = clip["mask"][3]
     with pytest.raises(InputError, match="flow"):
@@ -342,3 +358,31 @@ def test_a_re_prompted_addition_cannot_creep_frame_by_frame(clip):
         areas[growth] = out.sum((1, 2)) / out[0].sum()
     assert areas[MaskEditor.max_growth].max() <= MaskEditor.max_growth + 0.1
     assert areas[np.inf][-1] > 3.0
+
+
+def test_a_carried_addition_that_slides_onto_the_background_keeps_only_its_own_colours():
+    """A plain square the automatic masks miss; from frame 3 on the flow inside it follows the background (as
+    DIS does on an untextured face), so the carried addition stays behind on the wall. The colour model of the
+    clicked addition drops the wall's pixels; with it off (share 0) they stay."""
+    plain = toy_clip(hw=(144, 192), plain=True, half=0.5)  # 4 % of the frame: an object for the segmenter
+    gt = plain["mask"]
+    bwd = plain["bwd"].copy()
+    for i in range(3, len(bwd)):  # flow i+1 -> i as if the square did not move
+        bwd[i][gt[i + 1]] = _camera_only_flow(plain, i + 1, i)[gt[i + 1]]
+    off = {}
+    for share in (MaskEditor.addition_colour_share, 0.0):
+        editor = MaskEditor(plain["frames"], np.zeros_like(gt), plain["fwd"], bwd, ClassicalSegmenter())
+        editor.addition_colour_share = share
+        editor.add_point(0, *interior_point(gt[0]), 1)
+        out = editor.propagate()
+        off[share] = (out & ~gt)[4:].sum((1, 2)) / gt[4:].sum((1, 2))
+    assert off[0.0].mean() > 0.2  # the stale addition on the wall
+    assert off[MaskEditor.addition_colour_share].max() < 0.05
+
+
+def _camera_only_flow(clip, i, j):
+    """Flow i -> j (H, W, 2) of every pixel's surface point of frame i held still (camera motion only)."""
+    K, c2w = clip["K"][j], clip["c2w"][j]
+    uv = ((clip["world"][i] - c2w[:3, 3]) @ c2w[:3, :3]) @ K.T
+    v, u = np.mgrid[0:uv.shape[0], 0:uv.shape[1]]
+    return (uv[..., :2] / uv[..., 2:] - np.stack([u, v], -1)).astype(np.float32)

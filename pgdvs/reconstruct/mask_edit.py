@@ -5,7 +5,9 @@ One ``MaskEditor`` per session. Clicks on frame k go to a :class:`~pgdvs.reconst
 the edit to the other frames: what the edit added to / removed from the automatic mask is pulled along the
 flow frame by frame and laid over that frame's automatic mask; where the clicks, moved along the flow, survive,
 they re-prompt the segmenter there, whose changes count only near the carried correction (masks far from the
-edit are never touched). Frames with their own clicks keep their mask, and propagation continues from them.
+edit are never touched); what is carried keeps only the colours the clicked frame's addition shows rather than
+its surroundings (the flow of an untextured face may follow the wall behind it, and the addition with it).
+Frames with their own clicks keep their mask, and propagation continues from them.
 An edit does not cross a flow that fails as a whole (a cut, or a camera jump such as a rig's wrap-around): the
 frames past it are left as they are (their automatic mask, or what an edit on their side gave them) up to the
 next frame with its own clicks.
@@ -24,7 +26,7 @@ import torch
 from ..errors import InputError
 from ..warp import sample_image
 from .motion_masks import REFERENCE_SIZE, consistent, warp_field
-from .segmenters import Segmenter, check_prompt, near
+from .segmenters import ColourOdds, Segmenter, check_prompt, near
 
 
 @dataclass
@@ -39,6 +41,8 @@ class MaskEditor:
     edit_reach = 0.02  # fraction of the image size a re-prompted edit may reach past the carried one
     same_colour = 0.08  # mean colour difference (0-1) under which a carried removal still shows the same surface
     max_growth = 1.5  # a re-prompted addition larger than this times the source frame's keeps the flow-carried one
+    addition_colour_share = 0.3  # a carried addition keeps the colours whose odds of being its own (against the
+    # surroundings of the addition on the clicked frame) are at least this: off its object, the background's go
     min_flow_agreement = 0.3  # share of pixels whose forward and backward flow agree (2 px at 480) under which
     # the flow between two frames failed as a whole (rig camera jumps: 0.03-0.13, other pairs 0.69-1.0)
 
@@ -131,20 +135,21 @@ class MaskEditor:
         n, done = self.n_frames, 0
         for step in (1, -1):
             mask, clicks, carrying = self._masks[start], self._click_array(start), True
-            limit = self._growth_limit(start)
+            limit, colours = self._growth_limit(start), self._addition_colours(start)
             for j in range(start + step, n if step > 0 else -1, step):
                 i = j - step
                 # flow j -> i pulls frame i's fields into frame j; flow i -> j moves the clicks
                 f_ji, f_ij = (self._bwd[i], self._fwd[i]) if step > 0 else (self._fwd[j], self._bwd[j])
                 if j in self._clicks:  # the user's own edit wins and becomes the new source
                     mask, clicks, carrying = self._masks[j], self._click_array(j), True
-                    limit = self._growth_limit(j)
+                    limit, colours = self._growth_limit(j), self._addition_colours(j)
                 elif not carrying or not self._flow_holds(f_ij, f_ji):
                     carrying = False  # past a cut, what the flow carried would land anywhere
                 else:
                     clicks = move_points(clicks, f_ij, f_ji)
                     reprompt = abs(j - start) % max(1, reprompt_every) == 0
                     mask = self._carry(mask, i, j, f_ji, clicks if reprompt else clicks[:0], limit)
+                    mask &= self._auto[j] | colours.fits(self.frames[j])
                     self._masks[j] = mask
                 done += 1
                 if progress:
@@ -180,6 +185,16 @@ class MaskEditor:
         """The most pixels a carried addition may cover: max_growth x what the frame's mask adds to its automatic
         one (at least one pixel's worth)."""
         return self.max_growth * max(int((self._masks[frame] & ~self._auto[frame]).sum()), 1)
+
+    def _addition_colours(self, frame: int) -> ColourOdds:
+        """Colour model of what the frame's mask adds to its automatic one against the static surroundings
+        (within ``edit_reach`` of the addition): a carried addition that slides off its object onto the
+        background (the flow of an untextured face following the wall behind it) loses the pixels whose colour
+        the background explains better."""
+        added = self._masks[frame] & ~self._auto[frame]
+        reach = max(1, round(self.edit_reach * max(added.shape)))
+        around = near(added, reach) & ~self._masks[frame]
+        return ColourOdds(self.frames[frame], added, around, min_share=self.addition_colour_share)
 
     def _flow_holds(self, f_ij: torch.Tensor, f_ji: torch.Tensor) -> bool:
         """Whether the flow between two frames (H, W, 2) each way holds as a whole (see min_flow_agreement)."""

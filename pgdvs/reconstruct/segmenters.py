@@ -121,7 +121,9 @@ class ClassicalSegmenter:
       as probable foreground and the static surroundings (and the click) as background drops the parts that
       look like the surroundings; the dropped pieces connected to the click go, and the whole component when
       little of it is left. With the frame's flow, the part of the component that moves like the click goes
-      as well, and the part that moves otherwise stays (:meth:`false_part`). Other components stay.
+      as well, unless its colour is one GrabCut kept and the clicked part does not show (an object that moves
+      like the wall under a slow camera); the part that moves otherwise stays (:meth:`false_part`). Other
+      components stay.
     Include disks of radius ``disk`` (fraction of the image size) always end in the mask, exclude disks never.
     """
 
@@ -228,7 +230,10 @@ class ClassicalSegmenter:
         """What an exclude ``point`` (x, y) removes from ``prior`` (H, W) bool -> (H, W) bool (empty off it).
         With ``flow`` (H, W, 2), the part of the component that moves like the click goes too: a plain surface
         (a wall) looks like the static surroundings GrabCut is shown only where they are that wall; and the
-        rest, moving otherwise, stays however small it is."""
+        rest, moving otherwise, stays however small it is. Moving alike is not enough where colour says
+        otherwise (:class:`ColourOdds` of the dropped part and the click against what GrabCut kept): under a
+        slow camera an object barely moves against the wall it was joined to (handheld-hall: the click took
+        the breathing egg and the stick with the wall)."""
         h, w = img.shape[:2]
         comp = components_at(prior, point[None])
         if not comp.any():
@@ -239,8 +244,10 @@ class ClassicalSegmenter:
         if cut is None:
             return comp
         dropped = components_touching(comp & ~cut, click)
-        if flow is not None:  # what is left moves otherwise than the click: kept however small
-            return dropped | (comp & self.moving_like(flow, point))
+        if flow is not None:  # what is left moves otherwise than the click, or looks otherwise: kept however small
+            alike = comp & self.moving_like(flow, point)
+            looks = ColourOdds(img / 255.0, dropped | click, cut & ~dropped).fits(img / 255.0)
+            return dropped | (alike & looks)
         # a component that is mostly the clicked false positive goes whole (no object worth keeping in it)
         return comp if (comp & ~dropped).sum() < 0.1 * comp.sum() else dropped
 
@@ -275,6 +282,27 @@ class ClassicalSegmenter:
         cut = np.zeros((h, w), bool)
         cut[y0:y1, x0:x1] = (sub == cv2.GC_FGD) | (sub == cv2.GC_PR_FGD)
         return cut
+
+
+class ColourOdds:
+    """Whether a colour looks like the ``fg`` pixels of ``image`` rather than the ``bg`` ones: joint RGB
+    histograms with ``bins`` per channel, each normalised; a colour fits where fg shows it and holds at least
+    ``min_share`` of the two likelihoods. With no fg pixels (nothing to judge) or ``min_share`` 0 every colour fits.
+    image (H, W, 3) float [0, 1]; fg, bg (H, W) bool."""
+
+    def __init__(self, image: np.ndarray, fg: np.ndarray, bg: np.ndarray, bins: int = 8, min_share: float = 0.3):
+        self.bins = bins
+        codes = self._codes(image)
+        p_fg, p_bg = (np.bincount(codes[m], minlength=bins ** 3) / max(int(m.sum()), 1) for m in (fg, bg))
+        self.table = ((p_fg > 0) & (p_fg >= min_share * (p_fg + p_bg))) | (not fg.any()) | (min_share <= 0)
+
+    def fits(self, image: np.ndarray) -> np.ndarray:
+        """image (H, W, 3) float [0, 1] -> (H, W) bool."""
+        return self.table[self._codes(image)]
+
+    def _codes(self, image: np.ndarray) -> np.ndarray:
+        q = np.clip((np.asarray(image) * self.bins).astype(np.int64), 0, self.bins - 1)
+        return (q[..., 0] * self.bins + q[..., 1]) * self.bins + q[..., 2]
 
 
 def distinct(img: np.ndarray, cut: np.ndarray, region: np.ndarray, click: np.ndarray, min_gap: float = 50.0
