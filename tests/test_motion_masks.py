@@ -91,11 +91,11 @@ def test_untextured_pixels_need_more_than_one_moving_look():
 
 
 def test_a_plain_object_is_found_from_its_outline():
-    """A flat-coloured square sliding sideways shows motion only at its left and right edges; it is taken
-    whole as a plain region with evidence on half its outline (measured 0.24 -> 0.81)."""
-    c = toy_clip(plain=True, half=0.5, obj_step=(0.06, 0.0))
+    """A flat-coloured square sliding mostly sideways shows motion at its outline only, mostly at its left
+    and right edges; it is taken whole as a plain region (measured 0.34 -> 0.92)."""
+    c = toy_clip(plain=True, half=0.5, obj_step=(0.06, 0.03))
     without = mean_iou(_masks(c, outline_cover=0.0), c["mask"])
-    assert without < 0.4 and mean_iou(_masks(c), c["mask"]) > 0.75
+    assert without < 0.4 and mean_iou(_masks(c), c["mask"]) > 0.85
 
 
 def test_a_faint_texture_that_moves_is_found():

@@ -38,7 +38,7 @@ from ..geometry import in_image, invert_pose, pixel_grid, project_points, unproj
 from ..render.morphology import dilate, max_filter, min_filter
 from ..videoio import to_uint8
 from ..warp import backward_warp, flow_consistency, sample_image
-from .outlined_regions import outlined_regions
+from .outlined_regions import MIN_COVER, outlined_regions
 
 REFERENCE_SIZE = 480  # pixel thresholds are given at this image size (longest side) and scaled with it
 PAIR_CHUNK = 8  # frame pairs evaluated together (memory ~ 100 MB per chunk at 480 x 270)
@@ -58,7 +58,7 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
                  wide_gaps: tuple[int, ...] = (16, 24), vote_frac: float = 0.2,
                  min_area_frac: float = 0.002, gap_flows: dict | None = None, sam_model=None,
                  photo_threshold: float = 0.045, colour_snap_px: float = 16.0,
-                 background_radii: tuple[int, ...] = BACKGROUND_RADII, outline_cover: float = 0.45,
+                 background_radii: tuple[int, ...] = BACKGROUND_RADII, outline_cover: float = MIN_COVER,
                  contrast_factor: float = 1.0) -> np.ndarray:
     """Dynamic masks for every frame (shapes in the module doc).
 

@@ -18,9 +18,12 @@ from scipy import ndimage
 from ..errors import InputError
 
 AREA_SHARE = (0.0046, 0.05)  # share of the frame a region judged by its outline covers (~600 to 6500 px at 480x270)
+# the share of its outline with evidence that takes a plain region whole: the plain faces of static boxes beside
+# moving objects get 0.47-0.53 from depth errors at their edges (handheld-room, rig-room), moving ones mostly more
+MIN_COVER = 0.55
 
 
-def outlined_regions(evidence: np.ndarray, textured: np.ndarray, band: int, min_cover: float = 0.45,
+def outlined_regions(evidence: np.ndarray, textured: np.ndarray, band: int, min_cover: float = MIN_COVER,
                      area_share: tuple[float, float] = AREA_SHARE) -> np.ndarray:
     """The plain regions (4-connected untextured pixels, not touching the frame border, covering an
     ``area_share`` (min, max) of the frame) that have ``evidence`` on at least ``min_cover`` of their band
