@@ -8,7 +8,7 @@ from mask_fixtures import mean_iou, static_blob, toy_clip
 
 from pgdvs.errors import InputError
 from pgdvs.reconstruct.mask_edit import MaskEditor, move_points
-from pgdvs.reconstruct.segmenters import ClassicalSegmenter, SamSegmenter, interior_point, iou
+from pgdvs.reconstruct.segmenters import ClassicalSegmenter, SamSegmenter, disks, interior_point, iou
 
 
 @pytest.fixture(scope="module")
@@ -243,6 +243,22 @@ def test_exclude_click_keeps_an_object_that_moves_like_the_wall_but_looks_otherw
     flow = np.full((h, w, 2), (1.5, 0.0), np.float32)
     out = ClassicalSegmenter().segment(0, img.astype(np.float32), [[60, 55]], [0], prior, flow)
     assert iou(out, square) > 0.9
+
+
+def test_include_click_where_motion_and_colour_both_leak_keeps_only_its_disk(clip, monkeypatch):
+    """When the region moving like the click, grown by GrabCut, covers over max_moving of the frame and the
+    colour object over max_object, no object was found: the click's disk is all that is added."""
+    seg = ClassicalSegmenter()
+    h, w = clip["frames"].shape[1:3]
+    big = np.zeros((h, w), bool)
+    big[:, : int(0.6 * w)] = True  # 60 % of the frame
+    monkeypatch.setattr(seg, "colour_object", lambda img, point, click: big | click)
+    monkeypatch.setattr(seg, "moving_like", lambda flow, point, max_share=1.0: big)
+    monkeypatch.setattr(seg, "_bounded_cut", lambda img, region, click: region)
+    out = seg.segment(0, clip["frames"][0], [[20, 30]], [1], np.zeros((h, w), bool), clip["fwd"][0])
+    assert (out == disks(np.array([[20, 30]]), (h, w), max(2, round(seg.disk * max(h, w))))).all()
+    monkeypatch.setattr(seg, "colour_object", lambda img, point, click: click)  # colour bounded: motion stands
+    assert seg.segment(0, clip["frames"][0], [[20, 30]], [1], np.zeros((h, w), bool), clip["fwd"][0])[big].all()
 
 
 def test_segmenter_rejects_a_flow_of_the_wrong_shape(clip):

@@ -167,7 +167,8 @@ class ClassicalSegmenter:
         joins it when it covers most of it without being much larger (motion misses the parts of an
         articulated object that move otherwise; colour leaks on texture), and replaces it when the click is on
         plain colour and the moving region is much larger (surfaces at the object's depth move alike under a
-        moving camera)."""
+        moving camera). When the motion result is over ``max_moving`` and the colour object over
+        ``max_object`` of the image, neither found an object: the click's disk alone."""
         h, w = img.shape[:2]
         click = disks(point[None], (h, w), radius)
         colour = self.colour_object(img, point, click)
@@ -182,6 +183,10 @@ class ClassicalSegmenter:
         kept_most = cut is not None and cut.sum() >= 0.5 * moving.sum()
         own_object = cut is not None and not kept_most and distinct(img, cut, moving, click)
         motion = cut if kept_most or own_object else moving | click
+        if motion.sum() > self.max_moving * h * w and colour.sum() > self.max_object * h * w:
+            # both leaked past any object (rig-hall: a click on the resting end of a thin arm, whose flow is the
+            # floor's at that depth and whose colour cut spread over the floor): nothing found but the click
+            return click
         agree = (colour & motion).sum() >= 0.7 * motion.sum() and colour.sum() <= 3 * motion.sum()
         if agree:
             return motion | colour
