@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-REFERENCE_SIDE = 480  # the pixel thresholds below hold at this longer image side and scale with it
+from .scale import REFERENCE_SIDE  # the pixel thresholds below hold at this image side
+
 STATIC_FLOW_PX = 0.5  # median flow below this over the widest gaps: the camera did not move
 MIN_PARALLAX_PX = 0.5  # homography residual below this: rotation only (or a plane)
 LOW_PARALLAX_PX = 1.5  # below this, depth from triangulation is poorly conditioned

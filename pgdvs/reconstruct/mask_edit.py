@@ -25,7 +25,8 @@ import torch
 
 from ..errors import InputError
 from ..warp import sample_image
-from .motion_masks import REFERENCE_SIZE, consistent, warp_field
+from .motion_masks import consistent, warp_field
+from .scale import REFERENCE_SIDE
 from .segmenters import ColourOdds, Segmenter, check_prompt, near
 
 
@@ -198,7 +199,7 @@ class MaskEditor:
 
     def _flow_holds(self, f_ij: torch.Tensor, f_ji: torch.Tensor) -> bool:
         """Whether the flow between two frames (H, W, 2) each way holds as a whole (see min_flow_agreement)."""
-        tol = 2.0 * max(f_ij.shape[:2]) / REFERENCE_SIZE
+        tol = 2.0 * max(f_ij.shape[:2]) / REFERENCE_SIDE
         return float(consistent(f_ij[None], f_ji[None], tol).float().mean()) >= self.min_flow_agreement
 
     def _flow(self, frame: int) -> np.ndarray | None:

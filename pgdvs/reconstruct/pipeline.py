@@ -321,7 +321,8 @@ def flow_misfit(est, flows: dict, hw: tuple[int, int], pairs: int = 8, step: int
     ``step``-th pixel, in px at 480 px (moving objects are a minority of the pixels). flows {(i, j): (H, W, 2)}."""
     import torch
 
-    from .motion_masks import REFERENCE_SIZE, epipolar_residual
+    from .motion_masks import epipolar_residual
+    from .scale import REFERENCE_SIDE
 
     keys = widest_pairs(flows, pairs)
     flow = torch.as_tensor(np.stack([flows[key] for key in keys])[:, ::step, ::step] / step, dtype=torch.float32)
@@ -332,7 +333,7 @@ def flow_misfit(est, flows: dict, hw: tuple[int, int], pairs: int = 8, step: int
     c2w = torch.as_tensor(est.c2w, dtype=torch.float64)
     a, b = (torch.tensor([key[k] for key in keys]) for k in (0, 1))
     dist = epipolar_residual(flow, K, c2w[a], K, c2w[b]) * step
-    return float(dist.flatten(1).median(dim=1).values.median()) * REFERENCE_SIZE / max(hw)
+    return float(dist.flatten(1).median(dim=1).values.median()) * REFERENCE_SIDE / max(hw)
 
 
 def translates(est) -> bool:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..videoio import to_uint8
+from .scale import REFERENCE_SIDE
 
 
 class Segmenter(Protocol):
@@ -261,7 +262,7 @@ class ClassicalSegmenter:
         ``flow_tolerances`` px at 480 px, up to ``max_share`` of the image) -> (H, W) bool."""
         h, w = flow.shape[:2]
         field = np.dstack([flow, np.zeros((h, w, 1))]).astype(np.float32)
-        return region_at(field, point, [t * max(h, w) / 480 for t in self.flow_tolerances], max_share * h * w,
+        return region_at(field, point, [t * max(h, w) / REFERENCE_SIDE for t in self.flow_tolerances], max_share * h * w,
                          growth=4.0)
 
     def _grabcut(self, img, region, band, fg, bg, inside_only=False):
@@ -333,7 +334,7 @@ def region_at(img: np.ndarray, point: np.ndarray, tolerances, max_area: float, g
     are tried tightest first and loosened while the region grows by at most ``growth`` x per step and stays
     under ``max_area`` pixels: a sudden jump means the fill leaked through the object's border. -> (H, W) bool."""
     h, w = img.shape[:2]
-    smooth = cv2.GaussianBlur(img, (0, 0), max(0.7, max(h, w) / 480))
+    smooth = cv2.GaussianBlur(img, (0, 0), max(0.7, max(h, w) / REFERENCE_SIDE))
     x, y = (int(v) for v in np.round(point))
     region = np.zeros((h, w), bool)
     region[y, x] = True
