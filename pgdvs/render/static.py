@@ -102,15 +102,17 @@ def zbuffer_depth(points: torch.Tensor, target: Target) -> torch.Tensor:
 @dataclass
 class _Lookups:
     """The target pixels with a depth and their points: pixels (P, 2), world (P, 3), to_target (P, 3) unit vectors
-    from the points to the target camera, local (P, 3) the points in the target camera's coordinates."""
+    from the points to the target camera, local (P, 3) the points in the target camera's coordinates, w2c (4, 4)
+    the target's world-to-camera transform."""
 
     pixels: torch.Tensor
     world: torch.Tensor
     to_target: torch.Tensor
     local: torch.Tensor
+    w2c: torch.Tensor
 
     def take(self, index: torch.Tensor) -> _Lookups:
-        return _Lookups(self.pixels[index], self.world[index], self.to_target[index], self.local[index])
+        return _Lookups(self.pixels[index], self.world[index], self.to_target[index], self.local[index], self.w2c)
 
 
 class MaskedIBR:
@@ -159,7 +161,6 @@ class MaskedIBR:
         world = looks.world
         n = world.shape[0]
         step = max(1, cfg.views_per_chunk * fr.hw[0] * fr.hw[1] // max(n, 1))  # see StaticConfig.views_per_chunk
-        to_camera = invert_pose(target.c2w)
         total = None
         for start in range(0, len(views), step):
             chunk = views[start:start + step]
@@ -168,7 +169,7 @@ class MaskedIBR:
             uv, z = project(world[None], fr.K.index_select(0, index), c2w)  # (V, P, 2), (V, P)
             inside = in_image(uv, *fr.hw) & (z > 0)
             s = sample_image(torch.stack(self._source(chunk)), uv)  # (V, 5, P): rgb, depth, dynamic
-            visible = lands_on_target(s[:, 3] / z.clamp(min=1e-8), looks.local, transform(to_camera, c2w[:, :3, 3]),
+            visible = lands_on_target(s[:, 3] / z.clamp(min=1e-8), looks.local, transform(looks.w2c, c2w[:, :3, 3]),
                                       target.K, looks.pixels, cfg.visibility_px)
             # view weight from the angle between the rays to target and source: 1 - cos ~ angle^2 / 2
             to_source = F.normalize(c2w[:, None, :3, 3] - world[None], dim=-1)
@@ -188,8 +189,8 @@ class MaskedIBR:
         known = torch.nonzero(finite.reshape(-1)).squeeze(1)
         pixels = fr.grid(target.hw)[known]
         world = unproject(pixels, depth.reshape(-1)[known], target.K, target.c2w)
-        looks = _Lookups(pixels, world, F.normalize(target.c2w[:3, 3] - world, dim=-1),
-                         transform(invert_pose(target.c2w), world))
+        w2c = invert_pose(target.c2w)
+        looks = _Lookups(pixels, world, F.normalize(target.c2w[:3, 3] - world, dim=-1), transform(w2c, world), w2c)
         views = nearest_views(fr.host_centers, target.center, cfg.n_src_views).tolist()
         first = (nearest_views(fr.host_centers, target.center, cfg.primary_views).tolist() if cfg.primary_views
                  else views)
