@@ -16,7 +16,8 @@ def scene():
 
 
 def test_resized_scene_keeps_geometry_consistent(scene):
-    big = resize_scene(scene, (192, 320))
+    big, views = resize_scene(scene, (192, 320))
+    np.testing.assert_allclose(views.K[:, 0, 0], scene.gt.views.K[:, 0, 0] * 2)  # held-out cameras follow
     assert big.hw == (192, 320) and big.rgb.shape == (scene.n_frames, 192, 320, 3)
     assert big.flow_fwd.shape == (scene.n_frames - 1, 192, 320, 2)
     np.testing.assert_allclose(big.K[:, 0, 0], scene.K[:, 0, 0] * 2)

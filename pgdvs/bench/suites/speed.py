@@ -33,7 +33,11 @@ def add_arguments(parser):
 
 
 def resize_scene(scene, hw: tuple[int, int]):
-    """The scene at another resolution (held-out views dropped). hw = (H, W)."""
+    """The scene at another resolution, and its held-out views with K for that resolution (None when it has
+    none; their images are not resized: the speed suite renders their cameras only). hw = (H, W)
+    -> (Scene without gt, EvalViews or None)."""
+    from dataclasses import replace
+
     import torch
     import torch.nn.functional as F
 
@@ -48,11 +52,15 @@ def resize_scene(scene, hw: tuple[int, int]):
 
     scale = torch.tensor([hw[1] / scene.hw[1], hw[0] / scene.hw[0]])
     flows = [None if f is None else (resize(f, "bilinear") * scale).numpy() for f in (scene.flow_fwd, scene.flow_bwd)]
-    K = rescale_intrinsics(torch.as_tensor(scene.K), scene.hw, hw).numpy()
-    return Scene(rgb=resize(scene.rgb, "bilinear").clamp(0, 1).numpy(), K=K, c2w=scene.c2w,
-                 depth=resize(scene.depth, "nearest")[..., 0].numpy(),
-                 dyn_mask=resize(scene.dyn_mask.astype(np.float32), "nearest")[..., 0].numpy() > 0.5,
-                 flow_fwd=flows[0], flow_bwd=flows[1], meta=dict(scene.meta))
+    def rescaled(K):
+        return rescale_intrinsics(torch.as_tensor(K), scene.hw, hw).numpy()
+
+    views = scene.gt.views if scene.gt is not None else None
+    resized = Scene(rgb=resize(scene.rgb, "bilinear").clamp(0, 1).numpy(), K=rescaled(scene.K), c2w=scene.c2w,
+                    depth=resize(scene.depth, "nearest")[..., 0].numpy(),
+                    dyn_mask=resize(scene.dyn_mask.astype(np.float32), "nearest")[..., 0].numpy() > 0.5,
+                    flow_fwd=flows[0], flow_bwd=flows[1], meta=dict(scene.meta))
+    return resized, None if views is None else replace(views, K=rescaled(views.K))
 
 
 def workload_path(scene, views, name: str):
@@ -88,12 +96,7 @@ def time_renders(renderer, times, c2w, K, device: str) -> list[float]:
 @register_suite("render-speed", "renderer frames/s on camera-path workloads (held-out views, presets)",
                 add_arguments=add_arguments)
 def run(args) -> list[dict]:
-    from dataclasses import replace
-
-    import torch
-
     from ...errors import InputError
-    from ...geometry import rescale_intrinsics
     from ...render.renderer import Renderer
     from ..synthetic import SCENES, load_scene
 
@@ -107,9 +110,7 @@ def run(args) -> list[dict]:
         hw = tuple(int(x) for x in parts) if all(x.strip().isdigit() for x in parts) else ()
         if len(hw) != 2 or min(hw) < 8:
             raise InputError(f"--hw {args.hw!r}: expected HxW with sides of at least 8 px, e.g. 480x854")
-        if views is not None:
-            views = replace(views, K=rescale_intrinsics(torch.as_tensor(views.K), scene.hw, hw).numpy())
-        scene = resize_scene(scene, hw)
+        scene, views = resize_scene(scene, hw)
     height, width = scene.hw
     rows = []
     for method in [m for m in args.methods.split(",") if m]:
