@@ -196,6 +196,13 @@ def test_thresholds_scale_with_resolution():
         assert mean_iou(masks, c["mask"]) > 0.95
 
 
+def test_pixel_sizes_are_stated_at_480_and_scale_with_the_longer_side():
+    from pgdvs.reconstruct.scale import pixels_at
+
+    assert pixels_at(8, (270, 480)) == 8 and pixels_at(8, (1080, 1920)) == 32 and pixels_at(8, (1920, 1080)) == 32
+    assert pixels_at(3, (72, 96)) == 1 and pixels_at(3, (72, 96), least=2) == 2  # never under ``least``
+
+
 def test_clean_mask_keeps_objects_not_speckles():
     mask = np.zeros((96, 128), bool)
     mask[20:60, 30:80] = True

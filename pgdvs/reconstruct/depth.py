@@ -34,7 +34,7 @@ import torch
 
 from ..geometry import in_image, rescale_intrinsics
 from ..warp import flow_consistency, sample_image
-from .scale import REFERENCE_SIDE
+from .scale import pixels_at
 
 LOG_DEPTH_RANGE = 12.0  # solved log-depth is clamped to median +- this (keeps exp() finite)
 FULL_WEIGHT_ANGLE = np.deg2rad(2.0)  # triangulation weight grows as angle^2 (depth error ~ 1 / angle) up to here
@@ -352,7 +352,7 @@ def bring_moving_forward(depth: np.ndarray, moving: np.ndarray, rim_px: int | No
     of 30-47 % of a frame) spanning many surfaces, whose near end says little (a floor would be flattened).
     depth (N, H, W) > 0, moving (N, H, W) bool -> (N, H, W) float32."""
     n, height, width = depth.shape
-    rim_px = rim_px or max(1, round(RIM_PX * max(height, width) / REFERENCE_SIDE))
+    rim_px = rim_px or pixels_at(RIM_PX, (height, width))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim_px + 1, 2 * rim_px + 1))
     out = depth.astype(np.float32).copy()
     for i in range(n):

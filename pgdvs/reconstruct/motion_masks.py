@@ -39,7 +39,7 @@ from ..render.morphology import dilate, max_filter, min_filter
 from ..videoio import to_uint8
 from ..warp import backward_warp, flow_consistency, sample_image
 from .outlined_regions import MIN_COVER, outlined_regions
-from .scale import REFERENCE_SIDE
+from .scale import REFERENCE_SIDE, pixels_at
 
 PAIR_CHUNK = 8  # frame pairs evaluated together (memory ~ 100 MB per chunk at 480 x 270)
 TEXTURE_MIN = 0.02  # mean central-difference gradient (intensity per 2 px) below which a pixel is untextured
@@ -366,7 +366,7 @@ def clean_mask(mask: np.ndarray, min_area_frac: float = 0.002) -> np.ndarray:
     """Objects, not speckles: opening, closing, hole filling, components smaller than ``min_area_frac``
     of the image removed. mask (H, W) bool -> (H, W) bool."""
     h, w = mask.shape
-    radius = max(1, round(max(h, w) / REFERENCE_SIDE * 2))
+    radius = pixels_at(2, (h, w))
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     m = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, disk)
     m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, disk)

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import InputError
 from .depth import without_large_regions
-from .scale import REFERENCE_SIDE
+from .scale import pixels_at
 
 AGREE_LOG = 0.2  # a constant-velocity depth replaces the current one only within exp(+-0.2) of it (x0.82 - x1.22)
 MAX_SPREAD = 0.2  # ... and only where 1 px of flow error moves it by less than 20 % (rig: ~7 %, handheld: 50-180 %)
@@ -125,7 +125,7 @@ def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.nda
             agree = (np.abs(np.log(solved / current)) < AGREE_LOG) & (spread < MAX_SPREAD)
         out[i][rows[agree], cols[agree]] = solved[agree]
         trusted[i][rows[agree], cols[agree]] = True
-    return extend_interior_depth(out, moving, max(1, round(RIM_BAND_PX * max(height, width) / REFERENCE_SIDE)), trusted)
+    return extend_interior_depth(out, moving, pixels_at(RIM_BAND_PX, (height, width)), trusted)
 
 
 def _homogeneous(uv: np.ndarray) -> np.ndarray:

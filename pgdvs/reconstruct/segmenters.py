@@ -252,7 +252,8 @@ class ClassicalSegmenter:
         dropped = components_touching(comp & ~cut, click)
         if flow is not None:  # what is left moves otherwise than the click, or looks otherwise: kept however small
             alike = comp & self.moving_like(flow, point)
-            looks = ColourOdds(img / 255.0, dropped | click, cut & ~dropped).fits(img / 255.0)
+            colours = img / 255.0
+            looks = ColourOdds(colours, dropped | click, cut & ~dropped).fits(colours)
             return dropped | (alike & looks)
         # a component that is mostly the clicked false positive goes whole (no object worth keeping in it)
         return comp if (comp & ~dropped).sum() < 0.1 * comp.sum() else dropped
@@ -262,8 +263,8 @@ class ClassicalSegmenter:
         ``flow_tolerances`` px at 480 px, up to ``max_share`` of the image) -> (H, W) bool."""
         h, w = flow.shape[:2]
         field = np.dstack([flow, np.zeros((h, w, 1))]).astype(np.float32)
-        return region_at(field, point, [t * max(h, w) / REFERENCE_SIDE for t in self.flow_tolerances], max_share * h * w,
-                         growth=4.0)
+        tolerances = [t * max(h, w) / REFERENCE_SIDE for t in self.flow_tolerances]
+        return region_at(field, point, tolerances, max_share * h * w, growth=4.0)
 
     def _grabcut(self, img, region, band, fg, bg, inside_only=False):
         """GrabCut with ``region`` (H, W) bool as probable foreground, ``fg`` / ``bg`` definite, a ``band``-px
