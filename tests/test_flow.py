@@ -26,6 +26,24 @@ def test_dis_recovers_translation_and_is_consistent():
     assert (err[inner] <= 1.0).mean() > 0.95
 
 
+def test_dis_keeps_a_small_object_apart_from_the_background():
+    # fine texture; the background moves (-1, 0), a 28 px square (-2, +1): at half resolution (DIS's medium preset)
+    # the square's flow bleeds over its border (p90 error 0.22 px), at full resolution it does not (0.03 px)
+    rng = np.random.default_rng(3)
+    background, square = (cv2.GaussianBlur(rng.random(s).astype(np.float32), (0, 0), 1.0) for s in
+                          ((100, 170, 3), (28, 28, 3)))
+    frames = []
+    for k in range(2):
+        frame = background[:96, k:k + 160].copy()
+        frame[30 + k:58 + k, 60 - 2 * k:88 - 2 * k] = square
+        frames.append((frame - background.min()) / np.ptp(background))
+    truth = np.zeros((96, 160, 2), np.float32)
+    truth[..., 0] = -1
+    truth[30:58, 60:88] = (-2, 1)
+    err = np.linalg.norm(compute_flows(np.stack(frames), [(0, 1)])[0] - truth, axis=-1)[8:-8, 8:-8]
+    assert np.percentile(err, 90) < 0.1 and (err < 0.5).mean() > 0.98
+
+
 def test_raft_backend_runs_a_torchvision_model():
     from torchvision.models.optical_flow import raft_small
 

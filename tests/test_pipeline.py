@@ -175,6 +175,31 @@ def test_implausible_automatic_masks_are_cleared_with_a_notice():
     assert pipeline.drop_implausible_masks(dyn[[0, 2]], notices).sum() == 20 and len(notices) == 1
 
 
+def test_final_masks_are_judged_on_the_consistent_depth(handheld, monkeypatch):
+    from pgdvs.bench.suites.reconstruct import mask_iou
+    from pgdvs.reconstruct import motion_masks as masks_module
+
+    judged, solved, found = [], [], []
+    real_masks, real_depth = masks_module.motion_masks, pipeline.consistent_depth
+
+    def masks(*args, **kwargs):
+        judged.append(args[5])
+        found.append(real_masks(*args, **kwargs))
+        return found[-1]
+
+    def depth(*args, **kwargs):
+        solved.append(real_depth(*args, **kwargs))
+        return solved[-1]
+
+    monkeypatch.setattr(masks_module, "motion_masks", masks)
+    monkeypatch.setattr(pipeline, "consistent_depth", depth)
+    scene = reconstruct(_clip(handheld.rgb[::3]), FAST)
+    # first on the coarse depth (it steers the consistent depth), then on the consistent depth; the latter is kept
+    assert len(judged) == 2 and judged[0] is solved[0].depth and judged[1] is solved[1].depth
+    np.testing.assert_array_equal(scene.dyn_mask, found[1])
+    assert mask_iou(scene.dyn_mask, handheld.gt.dyn_mask[::3]) > 0.6  # 0.80 (the first masks: 0.77)
+
+
 def test_simulated_clicks_target_the_worst_miss_and_false_positive():
     from pgdvs.bench.suites.reconstruct import click_targets
 
