@@ -26,7 +26,7 @@ MAX_DECODED_FRAMES = 3000  # hard stop while decoding, whatever the fps
 
 @dataclass
 class IngestOptions:
-    """How a clip is cut down. Defaults keep a 48-60 frame 480x270 clip, which reconstructs in about a minute
+    """How a clip is cut down. Defaults keep a 48-60 frame 480x270 clip, which reconstructs in 1-1.5 minutes
     on 2 CPU cores.
 
     max_frames: frame budget after subsampling; max_side: longer image side after resizing (px);

@@ -121,11 +121,12 @@ def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.nda
     flows pass the forward-backward check and it fits them within ACCEL_FIT_PX, whatever ``depth`` says: it is
     redundant, so its fit tells when it holds, and it follows a thrown or falling object, which constant
     velocity misplaces (rig-garden's ball: 1.5x too far in the air, where the fill is the wall's), and frames
-    beside a rig's camera jump, where the flow to one side fails (synthetic-reconstruct rig PSNR 31.06 dB; with
-    the centred window only 31.51, with all three 31.93). Then every moving region's rim takes the depth of its interior pixels that
-    got one (RIM_BAND_PX at 480 px). Elsewhere (a slow handheld camera) nothing changes: an interior with no
-    trusted depth of its own is a poor guide for its rim. Static pixels are never changed, nor are regions over
-    MAX_OBJECT_SHARE of their frame (``depth.without_large_regions``, as ``bring_moving_forward`` treats them).
+    beside a rig's camera jump, where the flow to one side fails (rig PSNR of saved synthetic reconstructions
+    31.06 dB; with the centred window only 31.51, with all three 31.93). Then every moving region's rim takes the
+    depth of its interior pixels that got one (RIM_BAND_PX at 480 px). Elsewhere (a slow handheld camera) nothing
+    changes: an interior with no trusted depth of its own is a poor guide for its rim. Static pixels are never
+    changed, nor are regions over MAX_OBJECT_SHARE of their frame (``depth.without_large_regions``, as
+    ``bring_moving_forward`` treats them).
     depth (N, H, W) > 0; moving (N, H, W) bool; flows (N-1, H, W, 2); K (3, 3) or (N, 3, 3) (frame i's serves its
     neighbours too: one camera per clip, as reconstructed); c2w (N, 4, 4) -> (N, H, W) float32."""
     depth, moving = np.asarray(depth), np.asarray(moving, bool)

@@ -11,8 +11,8 @@ triangulation + regularised consistent depth, moving objects' depth from their m
 Degenerate camera motion (static, pure rotation) is detected and gives identity / rotation-only cameras and a smooth
 depth, reported in ``scene.meta["motion"]`` and the notices.
 
-Default sizes: at most 60 frames, longer side 480 px (``ReconstructConfig``); a 48-frame 480x270 clip takes about
-a minute on 2 CPU cores (see the ``synthetic-reconstruct`` benchmark's ``seconds``).
+Default sizes: at most 60 frames, longer side 480 px (``ReconstructConfig``); a 48-frame 480x270 clip takes 1-1.5
+minutes on 2 CPU cores (see the ``synthetic-reconstruct`` benchmark's ``seconds``).
 """
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ MAX_AUTO_DYNAMIC = 0.5  # an automatic mask covering more of a frame than this i
 
 @dataclass
 class ReconstructConfig:
-    """max_frames / max_side: ingest budget (frames, longer side in px; 480 keeps a 48-frame clip near a minute on
-    2 cores); flow: "dis" | "raft" (raft falls back to dis without a model); depth_prior: "auto" (use Depth
+    """max_frames / max_side: ingest budget (frames, longer side in px; 480 keeps a 48-frame clip within 1.5 minutes
+    on 2 cores); flow: "dis" | "raft" (raft falls back to dis without a model); depth_prior: "auto" (use Depth
     Anything when available) | "none"; flow_gaps: frame gaps with flow for triangulation; depth: DepthConfig;
     sfm_features: SIFT features per frame; device: torch device for learned models."""
 
