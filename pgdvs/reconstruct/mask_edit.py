@@ -178,9 +178,13 @@ class MaskEditor:
             return (auto & ~removed) | added
         seg = np.asarray(self.segmenter.segment(j, self.frames[j], clicks[:, :2], clicks[:, 2].astype(int), auto,
                                                 self._flow(j)), bool)
-        reach = max(1, round(self.edit_reach * max(auto.shape)))
+        reach = self._edit_reach_px()
         grown = seg & near(added, reach)
         return (auto & ~(~seg & near(removed, reach))) | (grown if grown.sum() <= limit else added)
+
+    def _edit_reach_px(self) -> int:
+        """``edit_reach`` in pixels of these frames (at least one)."""
+        return max(1, round(self.edit_reach * max(self.frames.shape[1:3])))
 
     def _growth_limit(self, frame: int) -> float:
         """The most pixels a carried addition may cover: max_growth x what the frame's mask adds to its automatic
@@ -193,8 +197,7 @@ class MaskEditor:
         background (the flow of an untextured face following the wall behind it) loses the pixels whose colour
         the background explains better."""
         added = self._masks[frame] & ~self._auto[frame]
-        reach = max(1, round(self.edit_reach * max(added.shape)))
-        around = near(added, reach) & ~self._masks[frame]
+        around = near(added, self._edit_reach_px()) & ~self._masks[frame]
         return ColourOdds(self.frames[frame], added, around, min_share=self.addition_colour_share)
 
     def _flow_holds(self, f_ij: torch.Tensor, f_ji: torch.Tensor) -> bool:

@@ -330,14 +330,21 @@ def consistent(flow_ab: torch.Tensor, flow_ba: torch.Tensor, tol: float = 1.0) -
 def compose_flows(fwd: torch.Tensor, bwd: torch.Tensor, gap: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Flows over ``gap`` frames by chaining neighbour flows. fwd, bwd (N-1, H, W, 2) (i -> i+1, i+1 -> i)
     -> (flows i -> i+gap, flows i+gap -> i), each (N-gap, H, W, 2)."""
-    out_f, out_b = fwd, bwd
-    for step in range(1, gap):
+    return composed_flows(fwd, bwd, gap)[gap]
+
+
+def composed_flows(fwd: torch.Tensor, bwd: torch.Tensor, reach: int) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Every chain of :func:`compose_flows` up to ``reach`` frames (at most N-1), each gap built from the one
+    before: {gap: (flows i -> i+gap, flows i+gap -> i)}, gap 1 being the neighbour flows themselves."""
+    out = {1: (fwd, bwd)}
+    for step in range(1, min(reach, fwd.shape[0])):
+        out_f, out_b = out[step]
         count = fwd.shape[0] - step
         # i -> i+step+1 = (i -> i+step) then (i+step -> i+step+1), sampled where the first lands
-        out_f = out_f[:count] + warp_field(fwd[step:], out_f[:count])
         # i+step+1 -> i = (i+step+1 -> i+step) then (i+step -> i)
-        out_b = bwd[step:] + warp_field(out_b[:count], bwd[step:])
-    return out_f, out_b
+        out[step + 1] = (out_f[:count] + warp_field(fwd[step:], out_f[:count]),
+                         bwd[step:] + warp_field(out_b[:count], bwd[step:]))
+    return out
 
 
 def warp_field(field: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ import torch
 
 from ..errors import InputError
 from .depth import without_large_regions
-from .motion_masks import compose_flows, consistent
+from .motion_masks import composed_flows, consistent
 from .scale import REFERENCE_SIDE, pixels_at
 
 AGREE_LOG = 0.2  # a constant-velocity depth replaces the current one only within exp(+-0.2) of it (x0.82 - x1.22)
@@ -176,9 +176,9 @@ def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.nda
 
 def _chained_flows(flows_fwd: np.ndarray, flows_bwd: np.ndarray, reach: int):
     """-> ``chained(i, offset)``: (flow i -> i + offset, flow back) (H, W, 2) torch tensors for 0 < |offset| <=
-    ``reach`` (over several frames: the neighbour flows chained, :func:`motion_masks.compose_flows`)."""
+    ``reach`` (over several frames: the neighbour flows chained, :func:`motion_masks.composed_flows`)."""
     fwd, bwd = torch.as_tensor(np.asarray(flows_fwd, np.float32)), torch.as_tensor(np.asarray(flows_bwd, np.float32))
-    gaps = {1: (fwd, bwd)} | {g: compose_flows(fwd, bwd, g) for g in range(2, min(reach, len(fwd)) + 1)}
+    gaps = composed_flows(fwd, bwd, reach)
 
     def chained(i: int, offset: int):
         there, back = gaps[abs(offset)]
