@@ -93,6 +93,19 @@ def in_image(uv: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return (uv[..., 0] >= 0) & (uv[..., 0] <= width - 1) & (uv[..., 1] >= 0) & (uv[..., 1] <= height - 1)
 
 
+def zbuffer_depth(points: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """Nearest z of world points (P, 3) per pixel of the camera K (3, 3), c2w (4, 4), each point rounded to the
+    nearest pixel. -> (H, W), +inf where no point lands."""
+    height, width = hw
+    uv, z = project_points(points, K, c2w)
+    uv = torch.round(uv)
+    ok = (z > 0) & in_image(uv, height, width)
+    index = torch.where(ok, uv[:, 1] * width + uv[:, 0], height * width).long()  # misses go to a spare last cell
+    zbuf = torch.full((height * width + 1,), torch.inf, dtype=z.dtype, device=points.device)
+    zbuf.scatter_reduce_(0, index, z, reduce="amin")
+    return zbuf[:-1].reshape(height, width)
+
+
 def rescale_intrinsics(K: torch.Tensor, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> torch.Tensor:
     """Intrinsics for an image resized from src_hw to dst_hw (area/bilinear resize, pixel centres aligned).
 

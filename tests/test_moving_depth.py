@@ -7,7 +7,8 @@ import torch
 from pgdvs.errors import InputError
 from pgdvs.geometry import project_points, unproject_depth
 from pgdvs.reconstruct.depth import triangulate_flow
-from pgdvs.reconstruct.moving_depth import extend_interior_depth, refine_moving_depth, triangulate_moving
+from pgdvs.reconstruct.moving_depth import refine_moving_depth, triangulate_moving, vote_from_neighbours
+from pgdvs.reconstruct.moving_rims import extend_interior_depth, interior_plane_depth
 
 H, W = 40, 56
 K = np.array([[50.0, 0, (W - 1) / 2], [0, 50.0, (H - 1) / 2], [0, 0, 1]])
@@ -48,9 +49,9 @@ def test_constant_velocity_triangulation_is_exact_where_the_static_one_is_not():
     end_prev = _observe(depth, moving, POSES[1], POSES[0], -1)
     end_next = _observe(depth, moving, POSES[1], POSES[2], 1)
     seen = [(-1, end_prev, POSES[0]), (1, end_next, POSES[2])]
-    exact, _, residual = triangulate_moving(uv, seen, K, POSES[1], damping=0.0)
+    exact, _, residual, *_ = triangulate_moving(uv, seen, K, POSES[1], damping=0.0)
     assert np.allclose(exact, depth.ravel(), rtol=1e-6) and residual.max() < 1e-6
-    damped, spread, _ = triangulate_moving(uv, seen, K, POSES[1])
+    damped, spread, *_ = triangulate_moving(uv, seen, K, POSES[1])
     assert np.median(np.abs(damped / depth.ravel() - 1)) < 0.02
     assert (spread < 0.15).all()  # 1 px of flow error (f = 50 px) moves it by 12 % here
     # the static triangulation reads the object's motion as parallax
@@ -59,7 +60,7 @@ def test_constant_velocity_triangulation_is_exact_where_the_static_one_is_not():
     # a static point comes out static: its own depth whatever the damping
     still = np.zeros((H, W), bool)
     for damping in (0.0, 0.1, 10.0):
-        out, _, _ = triangulate_moving(uv, [(-1, _observe(depth, still, POSES[1], POSES[0], -1), POSES[0]),
+        out, *_ = triangulate_moving(uv, [(-1, _observe(depth, still, POSES[1], POSES[0], -1), POSES[0]),
                                             (1, _observe(depth, still, POSES[1], POSES[2], 1), POSES[2])],
                                        K, POSES[1], damping=damping)
         assert np.allclose(out, depth.ravel(), rtol=1e-6)
@@ -80,15 +81,15 @@ def test_the_accelerating_solve_follows_a_falling_point_and_its_misfit_tells_whe
                 for o in offsets]
 
     falling = seen(GRAVITY)
-    exact, _, misfit = triangulate_moving(uv, falling, K, FIVE[2], accelerating=True, damping=0.0)
+    exact, _, misfit, *_ = triangulate_moving(uv, falling, K, FIVE[2], accelerating=True, damping=0.0)
     assert np.allclose(exact, depth.ravel(), rtol=1e-6) and misfit.max() < 1e-6
     # constant velocity over the neighbours misplaces it (8.6 %); over five frames its misfit shows it does not hold
-    steady, _, _ = triangulate_moving(uv, seen(GRAVITY, (-1, 1)), K, FIVE[2])
+    steady, *_ = triangulate_moving(uv, seen(GRAVITY, (-1, 1)), K, FIVE[2])
     assert np.median(np.abs(steady / depth.ravel() - 1)) > 0.05
-    _, _, steady_misfit = triangulate_moving(uv, falling, K, FIVE[2])
+    _, _, steady_misfit, *_ = triangulate_moving(uv, falling, K, FIVE[2])
     assert np.median(steady_misfit) > 0.5
     # damped (as refine_moving_depth runs it): within 0.5 %
-    damped, spread, _ = triangulate_moving(uv, falling, K, FIVE[2], accelerating=True)
+    damped, spread, *_ = triangulate_moving(uv, falling, K, FIVE[2], accelerating=True)
     assert np.median(np.abs(damped / depth.ravel() - 1)) < 0.005 and np.median(spread) < 0.1
 
 
@@ -97,7 +98,7 @@ def test_a_camera_that_barely_moves_cannot_pin_a_moving_points_depth():
     slow = np.stack([_pose(-0.01, 0.0), _pose(0.0, 0.0), _pose(0.01, 0.0)])  # a handheld step: 0.5 % of the depth
     v, u = np.mgrid[0:H, 0:W]
     uv = np.stack([u, v], -1).astype(np.float64).reshape(-1, 2)
-    _, spread, _ = triangulate_moving(uv, [(-1, _observe(depth, moving, slow[1], slow[0], -1), slow[0]),
+    _, spread, *_ = triangulate_moving(uv, [(-1, _observe(depth, moving, slow[1], slow[0], -1), slow[0]),
                                            (1, _observe(depth, moving, slow[1], slow[2], 1), slow[2])], K, slow[1])
     assert np.median(spread) > 0.5
 
@@ -122,6 +123,24 @@ def test_rims_take_their_interiors_depth_and_thin_objects_keep_theirs():
     assert np.allclose(out[0, 36:40, 14:36], 3.0, rtol=1e-4)
     assert np.array_equal(out[0, 14:36, 14:36], depth[0, 14:36, 14:36])  # the interior itself is kept
     assert np.array_equal(extend_interior_depth(depth, moving, 4, np.zeros_like(moving)), depth)
+
+
+def test_a_slanted_rim_follows_its_interiors_plane_and_keeps_its_own_depth_where_it_agrees():
+    v, u = np.mgrid[0:60, 0:80]
+    slanted = (1.0 / (0.4 + 0.004 * u - 0.002 * v)).astype(np.float32)  # a plane, seen at a slant
+    moving = np.zeros((1, 60, 80), bool)
+    moving[0, 10:50, 15:65] = True
+    inner = np.zeros((60, 80), bool)
+    inner[14:46, 19:61] = True
+    assert np.allclose(interior_plane_depth(slanted, inner, 4)[moving[0]], slanted[moving[0]], rtol=0.01)
+    depth = np.where(moving, 9.0, slanted[None]).astype(np.float32)  # the rim mixed with the wall behind ...
+    depth[0][inner] = slanted[inner]
+    depth[0, 10:14, 30:40] = slanted[10:14, 30:40] * 1.03  # ... but for a stretch pinned close to the plane
+    out = extend_interior_depth(depth, moving, 4, moving)
+    rim = moving[0] & ~inner
+    rim[10:14, 30:40] = False
+    assert np.allclose(out[0][rim], slanted[rim], rtol=0.01)  # the interior's mean: up to 12 % off
+    assert np.array_equal(out[0, 10:14, 30:40], depth[0, 10:14, 30:40])
 
 
 def _three_frames():
@@ -210,3 +229,42 @@ def test_refinement_keeps_depth_without_baseline_and_names_bad_shapes():
         assert np.array_equal(refine_moving_depth(start, moving, fwd, bwd, K, poses), start)
     with pytest.raises(InputError, match="refine_moving_depth"):
         refine_moving_depth(truth, moving[:2], fwd, bwd, K, POSES)
+
+
+ELEVEN = np.stack([_pose(0.06 * k - 0.3, 0.1 * (-1) ** k, 2.0 - 0.4 * k) for k in range(11)])
+
+
+def test_neighbours_votes_fill_a_patch_whose_flows_failed():
+    depth, moving, fwd, bwd = _falling_card(ELEVEN, GRAVITY / 3)
+    start = (depth * np.where(moving, 1.4, 1.0)).astype(np.float32)
+    # the flows out of frame 5 fail on the card's left half (matched elsewhere): no solve holds there
+    patch = moving[5] & (np.arange(W) < np.flatnonzero(moving[5].any(0)).mean())
+    fwd[5][patch] += 6.0
+    bwd[4][patch] -= 6.0
+    out = refine_moving_depth(start, moving, fwd, bwd, K, ELEVEN)
+    inner = patch & ~np.roll(~moving[5], (2, 2), (0, 1)) & ~np.roll(~moving[5], (-2, -2), (0, 1))
+    assert np.median(np.abs(out[5][inner] / depth[5][inner] - 1)) < 0.01  # 0.4 without the votes
+    assert np.array_equal(out[~moving], start[~moving])
+
+
+def test_votes_fill_where_they_agree_and_change_nothing_where_they_disagree():
+    depth = np.full((3, H, W), 3.0, np.float32)
+    moving = np.zeros((3, H, W), bool)
+    moving[:, 10:30, 16:40] = True
+    rows, cols = np.nonzero(np.ones((H, W), bool))
+    still = np.zeros((len(rows), 3))
+
+    def track(frame, scale):  # a wall standing still, seen by the whole frame at ``scale`` times its depth 2
+        pts = unproject_depth(torch.full((H, W), 2.0 * scale, dtype=torch.float64), torch.from_numpy(K),
+                              torch.from_numpy(ELEVEN[frame])).numpy()[rows, cols]
+        return rows, cols, pts, still, still
+
+    Ks = np.stack([K] * 3)
+    out, trusted = vote_from_neighbours(depth, moving, np.zeros_like(moving), {0: track(0, 1.0), 2: track(2, 1.0)},
+                                        Ks, ELEVEN[:3])
+    hit = moving[1] & trusted[1]
+    assert hit.sum() > 0.8 * moving[1].sum() and np.allclose(out[1][hit], 2.0, rtol=0.02)
+    assert np.array_equal(out[~moving], depth[~moving])
+    out, trusted = vote_from_neighbours(depth, moving, np.zeros_like(moving), {0: track(0, 1.0), 2: track(2, 1.3)},
+                                        Ks, ELEVEN[:3])
+    assert np.array_equal(out, depth) and not trusted.any()

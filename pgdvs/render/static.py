@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from ..errors import InputError
 from ..warp import sample_image
 from ..geometry import (camera_to_pixels, in_image, invert_pose, project_points as project,
-                        transform_points as transform, unproject_depth, unproject_pixels as unproject)
+                        transform_points as transform, unproject_depth, unproject_pixels as unproject, zbuffer_depth)
 from .config import StaticConfig
 from .frames import Frames, Target, nearest_views
 from .knn import outlier_keep_mask
@@ -85,18 +85,6 @@ def fill_holes_background(depth: torch.Tensor, levels: int) -> torch.Tensor:
         filled = torch.where(torch.isinf(level), up, level)
     out = filled[0, 0]
     return torch.where(torch.isinf(out), torch.inf, out)
-
-
-def zbuffer_depth(points: torch.Tensor, target: Target) -> torch.Tensor:
-    """Nearest z of world points (P, 3) per target pixel, rounded to the nearest pixel. (H, W), +inf = empty."""
-    height, width = target.hw
-    uv, z = project(points, target.K, target.c2w)
-    uv = torch.round(uv)
-    ok = (z > 0) & in_image(uv, height, width)
-    index = torch.where(ok, uv[:, 1] * width + uv[:, 0], height * width).long()  # misses go to a spare last cell
-    zbuf = torch.full((height * width + 1,), torch.inf, device=points.device)
-    zbuf.scatter_reduce_(0, index, z, reduce="amin")
-    return zbuf[:-1].reshape(height, width)
 
 
 @dataclass
@@ -152,7 +140,8 @@ class MaskedIBR:
 
     def _target_depth(self, target: Target) -> torch.Tensor:
         views = nearest_views(self.frames.host_centers, target.center, self.cfg.depth_views).tolist()
-        return fill_holes_background(zbuffer_depth(self._static_points(views), target), self.cfg.hole_fill_levels)
+        return fill_holes_background(zbuffer_depth(self._static_points(views), target.K, target.c2w, target.hw),
+                                     self.cfg.hole_fill_levels)
 
     def _gather(self, views: list[int], looks: _Lookups, target: Target) -> torch.Tensor:
         """Samples of source ``views`` for the target's ``looks`` (P points), summed over the views (8, P): rgb
