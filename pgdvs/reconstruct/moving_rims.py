@@ -6,7 +6,7 @@ pixel therefore takes the depth of a plane (in inverse depth, exact for a planar
 pixels whose depth the motion solve pinned, within a Gaussian of the band's width, unless its own pinned depth lies
 within RIM_AGREE_LOG of that plane: with exact flow the rim's own depth is the better one (a curved or slanted
 object is not flat), with real flow it is the bleeding pixels that stray (rig PSNR of saved synthetic
-reconstructions: interior mean for every rim pixel 31.93 dB, this rule 32.39).
+reconstructions: interior mean for every rim pixel 31.93 dB, this rule 32.37).
 
 Conventions: depth (N, H, W) > 0; moving and trusted (N, H, W) bool; pixel (u, v) at integer coordinates.
 """
