@@ -7,7 +7,7 @@ import torch
 from pgdvs.errors import InputError
 from pgdvs.geometry import project_points, unproject_depth
 from pgdvs.reconstruct.depth import triangulate_flow
-from pgdvs.reconstruct.moving_depth import refine_moving_depth, triangulate_moving, vote_from_neighbours
+from pgdvs.reconstruct.moving_depth import MovingSolve, refine_moving_depth, triangulate_moving, vote_from_neighbours
 from pgdvs.reconstruct.moving_rims import extend_interior_depth, interior_plane_depth
 
 H, W = 40, 56
@@ -251,13 +251,12 @@ def test_votes_fill_where_they_agree_and_change_nothing_where_they_disagree():
     depth = np.full((3, H, W), 3.0, np.float32)
     moving = np.zeros((3, H, W), bool)
     moving[:, 10:30, 16:40] = True
-    rows, cols = np.nonzero(np.ones((H, W), bool))
-    still = np.zeros((len(rows), 3))
+    still = np.zeros((H * W, 3))
 
     def track(frame, scale):  # a wall standing still, seen by the whole frame at ``scale`` times its depth 2
         pts = unproject_depth(torch.full((H, W), 2.0 * scale, dtype=torch.float64), torch.from_numpy(K),
-                              torch.from_numpy(ELEVEN[frame])).numpy()[rows, cols]
-        return rows, cols, pts, still, still
+                              torch.from_numpy(ELEVEN[frame])).numpy().reshape(-1, 3)
+        return MovingSolve(np.full(H * W, 2.0 * scale), still[:, 0], still[:, 0], pts, still, still)
 
     Ks = np.stack([K] * 3)
     out, trusted = vote_from_neighbours(depth, moving, np.zeros_like(moving), {0: track(0, 1.0), 2: track(2, 1.0)},

@@ -61,6 +61,10 @@ class MovingSolve(NamedTuple):
     velocity: np.ndarray
     accel: np.ndarray
 
+    def at(self, offset: int) -> np.ndarray:
+        """The points' world positions (P, 3) in frame i + ``offset``."""
+        return self.point + offset * self.velocity + 0.5 * offset ** 2 * self.accel
+
 
 def triangulate_moving(uv: np.ndarray, observations: list[tuple[int, np.ndarray, np.ndarray]], K: np.ndarray,
                        c2w: np.ndarray, accelerating: bool = False, damping: float = VELOCITY_DAMPING
@@ -100,18 +104,18 @@ def triangulate_moving(uv: np.ndarray, observations: list[tuple[int, np.ndarray,
     accel = solution[:, 4:7] if accelerating else np.zeros_like(velocity)
     with np.errstate(invalid="ignore", divide="ignore"):
         spread = np.sqrt(np.abs(inverse[:, 0, 0])) / (K[0, 0] * np.abs(depth))  # 1 px = 1 / f normalised
-    point = ray * depth[:, None] @ c2w[:3, :3].T + c2w[:3, 3]
+    solve = MovingSolve(depth, spread, np.zeros(len(uv)), ray * depth[:, None] @ c2w[:3, :3].T + c2w[:3, 3],
+                        velocity, accel)
     ahead = depth > 0
     squared = np.zeros(len(uv))
     for offset, end, pose in observations:
-        moved = point + offset * velocity + 0.5 * offset ** 2 * accel
-        cam = (moved - pose[:3, 3]) @ pose[:3, :3]
+        cam = (solve.at(offset) - pose[:3, 3]) @ pose[:3, :3]
         ahead &= cam[:, 2] > 0
         with np.errstate(invalid="ignore", divide="ignore"):
             proj = cam @ K.T
             squared += ((proj[:, :2] / proj[:, 2:] - np.asarray(end, np.float64).reshape(-1, 2)) ** 2).sum(1)
-    residual = np.sqrt(squared / len(observations))
-    return MovingSolve(np.where(ahead & np.isfinite(depth), depth, np.nan), spread, residual, point, velocity, accel)
+    return solve._replace(depth=np.where(ahead & np.isfinite(depth), depth, np.nan),
+                          residual=np.sqrt(squared / len(observations)))
 
 
 def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.ndarray, flows_bwd: np.ndarray,
@@ -146,7 +150,7 @@ def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.nda
     reach = max(max(abs(o) for o in window) for window in ACCEL_WINDOWS)
     chained = _chained_flows(flows_fwd, flows_bwd, reach)
     scale = max(height, width) / REFERENCE_SIDE
-    tracks = {}  # frame -> its trusted pixels (rows, cols) and their solved motion (point, velocity, accel)
+    tracks = {}  # frame -> the solves of its trusted pixels
     for i in range(n):
         rows, cols = np.nonzero(moving[i])
         if len(rows) == 0:
@@ -178,8 +182,7 @@ def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.nda
             best, agree = np.where(fits, solve.residual, best), agree | fits
         out[i][rows[agree], cols[agree]] = kept.depth[agree]
         trusted[i][rows[agree], cols[agree]] = True
-        tracks[i] = (rows[agree], cols[agree], kept.point[agree], kept.velocity[agree],
-                     np.nan_to_num(kept.accel[agree]))  # a constant-velocity solve has no acceleration
+        tracks[i] = MovingSolve(*[field[agree] for field in kept])
     out, trusted = vote_from_neighbours(out, moving, trusted, tracks, Ks, c2w)
     return extend_interior_depth(out, moving, pixels_at(RIM_BAND_PX, (height, width)), trusted)
 
@@ -192,19 +195,15 @@ def vote_from_neighbours(depth: np.ndarray, moving: np.ndarray, trusted: np.ndar
     least VOTE_MIN frames vote and agree within VOTE_SPREAD_LOG of their median, an untrusted moving pixel takes
     the median and a trusted one whose depth lies off it by more than VOTE_AGREE_LOG does too (both count as
     trusted from then on). Rig PSNR of saved synthetic reconstructions 32.37 -> 33.04 dB.
-    depth (N, H, W) > 0; moving, trusted (N, H, W) bool; tracks: frame -> (rows (P,), cols (P,), point, velocity,
-    accel (P, 3) world); K (N, 3, 3); c2w (N, 4, 4) -> (depth float32, trusted), both (N, H, W)."""
+    depth (N, H, W) > 0; moving, trusted (N, H, W) bool; tracks: frame -> :class:`MovingSolve` of its trusted
+    points; K (N, 3, 3); c2w (N, 4, 4) -> (depth float32, trusted), both (N, H, W)."""
     n, height, width = depth.shape
     out, trusted = depth.astype(np.float32).copy(), trusted.copy()
     for i in np.flatnonzero(moving.any(axis=(1, 2))):
-        votes = []
-        for j in range(max(0, i - VOTE_REACH), min(n, i + VOTE_REACH + 1)):
-            if j == i or j not in tracks or len(tracks[j][0]) == 0:
-                continue
-            _, _, point, velocity, accel = tracks[j]
-            o = i - j
-            there = torch.from_numpy(point + o * velocity + 0.5 * o * o * accel)
-            votes.append(zbuffer_depth(there, torch.tensor(K[i]), torch.tensor(c2w[i]), (height, width)))
+        camera = torch.tensor(K[i]), torch.tensor(c2w[i])
+        votes = [zbuffer_depth(torch.from_numpy(tracks[j].at(i - j)), *camera, (height, width))
+                 for j in range(max(0, i - VOTE_REACH), min(n, i + VOTE_REACH + 1))
+                 if j != i and j in tracks and len(tracks[j].depth)]
         if len(votes) < VOTE_MIN:
             continue
         log_votes = torch.log(torch.stack(votes)).numpy()  # +inf where a frame's points miss the pixel
@@ -214,7 +213,7 @@ def vote_from_neighbours(depth: np.ndarray, moving: np.ndarray, trusted: np.ndar
             continue
         here = log_votes[:, voted]
         median = np.nanmedian(here, 0)
-        off = ~(np.abs(np.log(out[i][voted]) - median) <= VOTE_AGREE_LOG)
+        off = np.abs(np.log(out[i][voted]) - median) > VOTE_AGREE_LOG
         take = (np.nanmax(np.abs(here - median), 0) < VOTE_SPREAD_LOG) & (~trusted[i][voted] | off)
         rows, cols = np.nonzero(voted)
         out[i][rows[take], cols[take]] = np.exp(median[take])

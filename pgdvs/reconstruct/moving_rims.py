@@ -17,14 +17,15 @@ import numpy as np
 
 RIM_BAND_PX = 8  # at 480 px: the width of an object's outline whose depth comes from its interior
 RIM_AGREE_LOG = 0.06  # a rim pixel with a pinned depth within exp(+-0.06) of its interior's plane keeps it
+REACH_WEIGHT = 0.02  # the interior's Gaussian weight that a plane needs: about two widths of the interior
 
 
 def interior_plane_depth(depth: np.ndarray, inner: np.ndarray, band: float) -> np.ndarray:
     """Per pixel, the depth of the plane fitted (weighted least squares, inverse depth linear in u and v) to the
     ``inner`` pixels within a Gaussian of width ``band`` around it; the slope is damped by a ridge of (band / 8)^2
     px^2, so a narrow or one-row interior gives its mean rather than a wild tilt.
-    depth (H, W) > 0, inner (H, W) bool -> (H, W) float32, nan where no interior is in reach or the plane is not
-    in front."""
+    depth (H, W) > 0, inner (H, W) bool -> (H, W) float32, nan where the interior's weight is under REACH_WEIGHT
+    or the plane is not in front."""
     height, width = depth.shape
     v, u = np.mgrid[0:height, 0:width].astype(np.float64)
     weight = inner.astype(np.float64)
@@ -43,7 +44,7 @@ def interior_plane_depth(depth: np.ndarray, inner: np.ndarray, band: float) -> n
         det = cuu * cvv - cuv * cuv
         slope_u, slope_v = (cvv * cuz - cuv * cvz) / det, (cuu * cvz - cuv * cuz) / det
         plane = 1.0 / (mz + slope_u * (u - mu) + slope_v * (v - mv))
-    return np.where((total > 1e-3) & (plane > 0) & np.isfinite(plane), plane, np.nan).astype(np.float32)
+    return np.where((total > REACH_WEIGHT) & (plane > 0) & np.isfinite(plane), plane, np.nan).astype(np.float32)
 
 
 def extend_interior_depth(depth: np.ndarray, moving: np.ndarray, band: int, trusted: np.ndarray) -> np.ndarray:
@@ -59,11 +60,10 @@ def extend_interior_depth(depth: np.ndarray, moving: np.ndarray, band: int, trus
         mask, crop = moving[i][box], out[i][box]
         core = cv2.erode(mask.astype(np.uint8), kernel) > 0
         inner = core & trusted[i][box]
-        reach = cv2.GaussianBlur(inner.astype(np.float32), (0, 0), band) > 0.02  # about two widths of the interior
         plane = interior_plane_depth(crop, inner, band)
         with np.errstate(invalid="ignore", divide="ignore"):
             strays = ~trusted[i][box] | ~(np.abs(np.log(crop / plane)) <= RIM_AGREE_LOG)
-        rim = mask & ~core & reach & np.isfinite(plane) & strays
+        rim = mask & ~core & np.isfinite(plane) & strays
         crop[rim] = plane[rim]  # a view into out
     return out
 
