@@ -7,7 +7,9 @@ import torch
 from pgdvs.errors import InputError
 from pgdvs.geometry import project_points, unproject_depth
 from pgdvs.reconstruct.depth import triangulate_flow
-from pgdvs.reconstruct.moving_depth import MovingSolve, refine_moving_depth, triangulate_moving, vote_from_neighbours
+from pgdvs.reconstruct.moving_depth import (MovingSolve, chained_flows, refine_moving_depth, triangulate_moving,
+                                         vote_from_neighbours)
+from pgdvs.reconstruct.moving_transfer import TRANSFER_REACH, carry_rigid_neighbours, object_pose
 from pgdvs.reconstruct.moving_rims import extend_interior_depth, interior_plane_depth
 
 H, W = 40, 56
@@ -174,10 +176,11 @@ def test_refinement_recovers_moving_depth_and_leaves_static_pixels_alone():
     assert np.array_equal(refine_moving_depth(start, blob, fwd, bwd, K, POSES), start)
 
 
-def _falling_card(poses, gravity, centre=np.array([0.0, 0.0, 2.2]), half=0.35):
+def _falling_card(poses, gravity, centre=np.array([0.0, 0.0, 2.2]), half=0.35, spin=0.0):
     """Frames of a square card facing the cameras, moving at VELOCITY and falling by ``gravity`` (at VELOCITY in
-    the middle frame), in front of a wall: per frame its mask, the depth (card or wall) and the neighbour flows, all
-    from the truth. -> depth (N, H, W), moving (N, H, W) bool, fwd, bwd (N-1, H, W, 2) float32."""
+    the middle frame) while it turns ``spin`` radians per frame in its plane, in front of a wall: per frame its mask,
+    the depth (card or wall) and the neighbour flows, all from the truth.
+    -> depth (N, H, W), moving (N, H, W) bool, fwd, bwd (N-1, H, W, 2) float32."""
     n, mid = len(poses), len(poses) // 2
     v, u = np.mgrid[0:H, 0:W]
     rays = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(K).T  # camera frame, z = 1
@@ -189,8 +192,8 @@ def _falling_card(poses, gravity, centre=np.array([0.0, 0.0, 2.2]), half=0.35):
         c = card_centre(i)
         d_world = rays @ poses[i][:3, :3].T
         depth = (c[2] - poses[i][2, 3]) / d_world[..., 2]
-        hit = poses[i][:3, 3] + depth[..., None] * d_world
-        inside = (np.abs(hit[..., 0] - c[0]) <= half) & (np.abs(hit[..., 1] - c[1]) <= half)
+        across = (poses[i][:3, 3] + depth[..., None] * d_world - c) @ _turn(-spin * (i - mid)).T
+        inside = (np.abs(across[..., 0]) <= half) & (np.abs(across[..., 1]) <= half)
         return depth, inside
 
     depth = np.stack([_depth()] * n)
@@ -202,13 +205,20 @@ def _falling_card(poses, gravity, centre=np.array([0.0, 0.0, 2.2]), half=0.35):
 
     def flow(i, j):
         pts = unproject_depth(torch.from_numpy(depth[i]), torch.from_numpy(K), torch.from_numpy(poses[i])).numpy()
-        pts = pts + np.where(moving[i][..., None], card_centre(j) - card_centre(i), 0.0)
+        turned = (pts - card_centre(i)) @ _turn(spin * (j - i)).T + card_centre(j)
+        pts = np.where(moving[i][..., None], turned, pts)
         uv, _ = project_points(torch.from_numpy(pts.reshape(-1, 3)), torch.from_numpy(K), torch.from_numpy(poses[j]))
         return uv.numpy().reshape(H, W, 2) - grid
 
     fwd = np.stack([flow(i, i + 1) for i in range(n - 1)]).astype(np.float32)
     bwd = np.stack([flow(i + 1, i) for i in range(n - 1)]).astype(np.float32)
     return depth, moving, fwd, bwd
+
+
+def _turn(angle):
+    """Rotation (3, 3) by ``angle`` about the world z axis (the card's normal)."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
 def test_refinement_follows_a_falling_object_whatever_the_depth_it_starts_from():
@@ -267,3 +277,36 @@ def test_votes_fill_where_they_agree_and_change_nothing_where_they_disagree():
     out, trusted = vote_from_neighbours(depth, moving, np.zeros_like(moving), {0: track(0, 1.0), 2: track(2, 1.3)},
                                         Ks, ELEVEN[:3])
     assert np.array_equal(out, depth) and not trusted.any()
+
+
+def test_an_objects_pose_comes_back_from_its_points_whatever_the_outliers():
+    rng = np.random.default_rng(0)
+    points = rng.uniform([-0.3, -0.3, 1.8], [0.3, 0.3, 2.4], (200, 3))
+    w2c = np.linalg.inv(_pose(0.1, -0.05, 4.0))
+    pixels, _ = project_points(torch.from_numpy(points), torch.from_numpy(K), torch.from_numpy(np.linalg.inv(w2c)))
+    pixels = pixels.numpy()
+    wrong = rng.random(200) < 0.3  # matched to the background instead
+    pixels[wrong] += rng.uniform(4, 10, (wrong.sum(), 2))
+    pose, inliers = object_pose(points, pixels, K, np.eye(4), tol=1.0)
+    assert np.allclose(pose, w2c, atol=1e-6)
+    assert np.array_equal(inliers, ~wrong)
+
+
+def test_neighbours_carry_a_spinning_objects_depth_into_a_frame_whose_own_is_off():
+    # a card turning 6 degrees a frame: each point's path curves, one rigid pose per frame still holds them all
+    depth, moving, fwd, bwd = _falling_card(ELEVEN, GRAVITY / 3, spin=0.1)
+    given = depth.astype(np.float32)
+    given[5][moving[5]] *= 1.2  # frame 5's own solve fits its flows and is 20 % too far (a one-sided window)
+    Ks = np.stack([K] * len(ELEVEN))
+    chained = chained_flows(fwd, bwd, TRANSFER_REACH)
+    out, settled = carry_rigid_neighbours(given, moving, moving, Ks, ELEVEN, chained)
+    inner = moving[5] & ~np.roll(~moving[5], (1, 1), (0, 1)) & ~np.roll(~moving[5], (-1, -1), (0, 1))
+    assert np.median(np.abs(out[5][inner] / depth[5][inner] - 1)) < 0.01
+    assert settled[5][inner].all()
+    assert np.array_equal(out[~moving], given[~moving])
+    assert np.allclose(out[:5], given[:5], rtol=0.01) and np.allclose(out[6:], given[6:], rtol=0.01)
+    # one neighbour alone cannot overrule a frame: its own points' errors would pass on unchecked
+    alone = np.zeros_like(moving)
+    alone[[5, 6]] = moving[[5, 6]]
+    out, _ = carry_rigid_neighbours(given, moving, alone, Ks, ELEVEN, chained)
+    assert np.array_equal(out, given)

@@ -33,6 +33,7 @@ from .depth import without_large_regions
 from ..geometry import zbuffer_depth
 from .motion_masks import composed_flows, consistent
 from .moving_rims import RIM_BAND_PX, extend_interior_depth
+from .moving_transfer import TRANSFER_REACH, carry_rigid_neighbours
 from .scale import REFERENCE_SIDE, pixels_at
 
 AGREE_LOG = 0.2  # a constant-velocity depth replaces the current one only within exp(+-0.2) of it (x0.82 - x1.22)
@@ -147,8 +148,8 @@ def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.nda
     moving = np.stack([without_large_regions(m) for m in moving])
     out = depth.astype(np.float32).copy()
     trusted = np.zeros_like(moving)
-    reach = max(max(abs(o) for o in window) for window in ACCEL_WINDOWS)
-    chained = _chained_flows(flows_fwd, flows_bwd, reach)
+    reach = max(TRANSFER_REACH, *(abs(o) for window in ACCEL_WINDOWS for o in window))
+    chained = chained_flows(flows_fwd, flows_bwd, reach)
     scale = max(height, width) / REFERENCE_SIDE
     tracks = {}  # frame -> the solves of its trusted pixels
     for i in range(n):
@@ -184,6 +185,7 @@ def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.nda
         trusted[i][rows[agree], cols[agree]] = True
         tracks[i] = MovingSolve(*[field[agree] for field in kept])
     out, trusted = vote_from_neighbours(out, moving, trusted, tracks, Ks, c2w)
+    out, trusted = carry_rigid_neighbours(out, moving, trusted, Ks, c2w, chained)
     return extend_interior_depth(out, moving, pixels_at(RIM_BAND_PX, (height, width)), trusted)
 
 
@@ -221,7 +223,7 @@ def vote_from_neighbours(depth: np.ndarray, moving: np.ndarray, trusted: np.ndar
     return out, trusted
 
 
-def _chained_flows(flows_fwd: np.ndarray, flows_bwd: np.ndarray, reach: int):
+def chained_flows(flows_fwd: np.ndarray, flows_bwd: np.ndarray, reach: int):
     """-> ``chained(i, offset)``: (flow i -> i + offset, flow back) (H, W, 2) torch tensors for 0 < |offset| <=
     ``reach`` (over several frames: the neighbour flows chained, :func:`motion_masks.composed_flows`)."""
     fwd, bwd = torch.as_tensor(np.asarray(flows_fwd, np.float32)), torch.as_tensor(np.asarray(flows_bwd, np.float32))
