@@ -1,5 +1,6 @@
 """Moving objects' depth: constant-velocity triangulation over three frames, the accelerating one over five, rims
 that take their interior's depth, and the whole refinement on frames with known answers."""
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -7,9 +8,10 @@ import torch
 from pgdvs.errors import InputError
 from pgdvs.geometry import project_points, unproject_depth
 from pgdvs.reconstruct.depth import triangulate_flow
-from pgdvs.reconstruct.moving_depth import (MovingSolve, chained_flows, refine_moving_depth, triangulate_moving,
-                                         vote_from_neighbours)
+from pgdvs.reconstruct.moving_depth import (STILL_OFFSETS, MovingSolve, chained_flows, refine_moving_depth,
+                                         triangulate_moving, vote_from_neighbours)
 from pgdvs.reconstruct.moving_transfer import TRANSFER_REACH, carry_rigid_neighbours, object_pose
+from pgdvs.reconstruct import still_pixels as still_module
 from pgdvs.reconstruct.moving_rims import extend_interior_depth, interior_plane_depth
 
 H, W = 40, 56
@@ -310,3 +312,20 @@ def test_neighbours_carry_a_spinning_objects_depth_into_a_frame_whose_own_is_off
     alone[[5, 6]] = moving[[5, 6]]
     out, _ = carry_rigid_neighbours(given, moving, alone, Ks, ELEVEN, chained)
     assert np.array_equal(out, given)
+
+
+def test_background_in_an_objects_mask_is_told_apart_by_its_flows_and_keeps_its_depth(monkeypatch):
+    depth, moving, fwd, bwd = _falling_card(ELEVEN, GRAVITY / 3, np.array([0.0, 0.0, 1.6]), half=0.25)  # wall 2.2-2.6
+    halo = cv2.dilate(moving[5].astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~moving[5]
+    chained = chained_flows(fwd, bwd, max(STILL_OFFSETS))
+    # this 56 px frame's chained flows stray as a 480 px frame's do: the tolerance is stated at that scale
+    monkeypatch.setattr(still_module, "STILL_FIT_PX", still_module.STILL_FIT_PX * 480 / W)
+    still, still_depth = still_module.still_pixels(moving[5] | halo, 5, STILL_OFFSETS, chained, K, ELEVEN, W / 480)
+    assert still[halo].mean() > 0.5 and not still[moving[5]].any()  # the rest is covered by the card next door
+    assert np.median(np.abs(still_depth[still] / depth[5][still] - 1)) < 0.005
+    # refined, the halo keeps the wall's depth, whatever the card's solves and its rim rule do
+    start = (depth * np.where(moving, 1.3, 1.0)).astype(np.float32)
+    start[5][halo] = 1.6  # the halo's fill: anything
+    wide = np.stack([cv2.dilate(m.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) for m in moving])
+    out = refine_moving_depth(start, wide, fwd, bwd, K, ELEVEN)
+    assert np.median(np.abs(out[5][halo & still] / depth[5][halo & still] - 1)) < 0.005

@@ -34,6 +34,7 @@ from ..geometry import zbuffer_depth
 from .motion_masks import composed_flows, consistent
 from .moving_rims import RIM_BAND_PX, extend_interior_depth
 from .moving_transfer import TRANSFER_REACH, carry_rigid_neighbours
+from .still_pixels import still_pixels
 from .scale import REFERENCE_SIDE, pixels_at
 
 AGREE_LOG = 0.2  # a constant-velocity depth replaces the current one only within exp(+-0.2) of it (x0.82 - x1.22)
@@ -43,6 +44,7 @@ ACCEL_FIT_PX = 0.5  # at 480 px: rms misfit to the flows under which the five-fr
 # the frames (offsets) of the accelerating solve, tried in turn, the best fit kept: centred, then wholly before or
 # after the frame, for frames beside a cut in the flow (a rig's camera jump) or an object's bounce
 ACCEL_WINDOWS = ((-2, -1, 1, 2), (-4, -3, -2, -1), (1, 2, 3, 4))
+STILL_OFFSETS = (-4, -3, -2, -1, 1, 2, 3, 4)  # the frames whose flows say whether a masked pixel is background
 VOTE_REACH = 3  # frames either side whose trusted points vote on a frame's moving depth
 VOTE_MIN = 2  # ... at least this many frames' votes land on a pixel
 VOTE_SPREAD_LOG = 0.05  # ... and they agree within exp(+-0.05) of their median
@@ -153,6 +155,8 @@ def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.nda
     scale = max(height, width) / REFERENCE_SIDE
     tracks = {}  # frame -> the solves of its trusted pixels
     for i in range(n):
+        still, still_depth = still_pixels(moving[i], i, STILL_OFFSETS, chained, Ks[i], c2w, scale)
+        out[i][still], moving[i] = still_depth[still], moving[i] & ~still
         rows, cols = np.nonzero(moving[i])
         if len(rows) == 0:
             continue

@@ -1,0 +1,67 @@
+"""Pixels of a motion mask that a static point explains: background in the mask's halo.
+
+Motion masks are built wide (accumulated over time, dilated), so a frame's mask also covers background beside its
+objects. Treated as moving, such a pixel takes its object's depth from the rim rule and is splatted with the
+object, a smear of background colour at the object's depth in every new view. Where its flows to the frames around
+it pass the forward-backward check and a single static point fits them all, it is background: it keeps that point's
+depth and leaves the moving region. A moving point fits its flows as a static one only where its motion runs along
+every epipolar line at once, which the rig's sweeping cameras rule out and which then changes little anyway.
+
+Conventions: OpenCV cameras, K (3, 3) pixels, c2w (4, 4); flows (H, W, 2) (x, y); pixel (u, v) at integer
+coordinates.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .motion_masks import consistent
+
+STILL_FIT_PX = 0.3  # at 480 px: rms misfit of a static point to a pixel's flows under which the pixel is background
+STILL_MIN_FLOWS = 2  # ... over at least this many of the frames around it
+
+
+def still_pixels(mask: np.ndarray, i: int, offsets, chained, K: np.ndarray, c2w: np.ndarray, scale: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels of frame i's ``mask`` (H, W) bool that a static point explains, over the frames i + o for o in
+    ``offsets`` (those inside the clip), each through ``chained(i, o)`` -> (flow i -> i + o, flow back) (H, W, 2)
+    torch tensors. Per pixel the static point's depth along its ray is the least-squares fit to its
+    forward-backward consistent flows (two linear equations each); the pixel is still where STILL_MIN_FLOWS or more
+    held and the point reprojects onto them within STILL_FIT_PX * ``scale`` rms.
+    K (3, 3); c2w (N, 4, 4) -> (still (H, W) bool, depth (H, W) float32, nan off ``still``)."""
+    rows, cols = np.nonzero(mask)
+    still, depth = np.zeros(mask.shape, bool), np.full(mask.shape, np.nan, np.float32)
+    ray = np.stack([cols, rows, np.ones_like(cols)], 1) @ np.linalg.inv(K).T  # camera i, z = 1
+    seen = []  # (frame's relative pose, observed normalised pixel (P, 2), held (P,))
+    for o in offsets:
+        if not 0 <= i + o < len(c2w):
+            continue
+        there, back = chained(i, o)
+        held = consistent(there[None], back[None], max(1.0, scale))[0].numpy()[rows, cols]
+        end = np.stack([cols, rows], 1) + there.numpy()[rows, cols]
+        end = (np.concatenate([end, np.ones_like(end[:, :1])], 1) @ np.linalg.inv(K).T)[:, :2]
+        seen.append((np.linalg.inv(c2w[i + o]) @ c2w[i], end, held))
+    if len(seen) < STILL_MIN_FLOWS:
+        return still, depth
+    numerator, denominator = np.zeros(len(rows)), np.zeros(len(rows))
+    for rel, end, held in seen:  # P_k - x'_k P_z = 0 with P = d a + t, one unknown d
+        a = ray @ rel[:3, :3].T
+        for k in (0, 1):
+            coefficient = a[:, k] - end[:, k] * a[:, 2]
+            target = -(rel[k, 3] - end[:, k] * rel[2, 3])
+            numerator += held * coefficient * target
+            denominator += held * coefficient ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = numerator / denominator
+    squared, count, ahead = np.zeros(len(rows)), np.zeros(len(rows)), d > 0
+    for rel, end, held in seen:
+        cam = d[:, None] * (ray @ rel[:3, :3].T) + rel[:3, 3]
+        ahead &= ~held | (cam[:, 2] > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            miss = ((cam[:, :2] / cam[:, 2:] - end) * K[0, 0]) ** 2  # normalised -> px (square pixels)
+        squared += np.where(held, miss.sum(1), 0.0)
+        count += held
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fits = (count >= STILL_MIN_FLOWS) & ahead & (np.sqrt(squared / count) < STILL_FIT_PX * scale)
+    still[rows[fits], cols[fits]] = True
+    depth[rows[fits], cols[fits]] = d[fits]
+    return still, depth
