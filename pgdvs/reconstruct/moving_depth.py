@@ -151,8 +151,8 @@ def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.nda
     out = depth.astype(np.float32).copy()
     trusted = np.zeros_like(moving)
     reach = max(TRANSFER_REACH, *(abs(o) for window in ACCEL_WINDOWS for o in window))
-    chained = chained_flows(flows_fwd, flows_bwd, reach)
     scale = max(height, width) / REFERENCE_SIDE
+    chained = chained_flows(flows_fwd, flows_bwd, reach, max(1.0, scale))
     tracks = {}  # frame -> the solves of its trusted pixels
     for i in range(n):
         still, still_depth = still_pixels(moving[i], i, STILL_OFFSETS, chained, Ks[i], c2w, scale)
@@ -164,24 +164,19 @@ def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.nda
         agree = np.zeros(len(rows), bool)
         kept = MovingSolve(*[np.full((len(rows),) + shape, np.nan) for shape in ((), (), (), (3,), (3,), (3,))])
         if 0 < i < n - 1:
-            seen = [(o, uv + chained(i, o)[0].numpy()[rows, cols], c2w[i + o]) for o in (-1, 1)]
+            seen = [(o, uv + chained(i, o)[0][rows, cols], c2w[i + o]) for o in (-1, 1)]
             kept = triangulate_moving(uv, seen, Ks[i], c2w[i])
             with np.errstate(invalid="ignore", divide="ignore"):
                 agree = (np.abs(np.log(kept.depth / out[i][rows, cols])) < AGREE_LOG) & (kept.spread < MAX_SPREAD)
         best = np.full(len(rows), np.inf)
-        held = {}  # offset -> the forward-backward check of the flow there, at the moving pixels
         for window in ACCEL_WINDOWS:
             if not all(0 <= i + o < n for o in window):
                 continue
-            seen = []
-            for o in window:
-                there, back = chained(i, o)
-                if o not in held:
-                    held[o] = consistent(there[None], back[None], max(1.0, scale))[0].numpy()[rows, cols]
-                seen.append((o, uv + there.numpy()[rows, cols], c2w[i + o]))
+            seen = [(o, uv + chained(i, o)[0][rows, cols], c2w[i + o]) for o in window]
             solve = triangulate_moving(uv, seen, Ks[i], c2w[i], accelerating=True)
             with np.errstate(invalid="ignore"):
-                fits = np.logical_and.reduce([held[o] for o in window]) & (solve.residual < ACCEL_FIT_PX * scale) \
+                held = np.logical_and.reduce([chained(i, o)[1][rows, cols] for o in window])
+                fits = held & (solve.residual < ACCEL_FIT_PX * scale) \
                     & (solve.residual < best) & (solve.spread < MAX_SPREAD) & np.isfinite(solve.depth)
             kept = MovingSolve(*[np.where(fits.reshape(-1, *[1] * (a.ndim - 1)), a, b) for a, b in zip(solve, kept)])
             best, agree = np.where(fits, solve.residual, best), agree | fits
@@ -227,15 +222,20 @@ def vote_from_neighbours(depth: np.ndarray, moving: np.ndarray, trusted: np.ndar
     return out, trusted
 
 
-def chained_flows(flows_fwd: np.ndarray, flows_bwd: np.ndarray, reach: int):
-    """-> ``chained(i, offset)``: (flow i -> i + offset, flow back) (H, W, 2) torch tensors for 0 < |offset| <=
-    ``reach`` (over several frames: the neighbour flows chained, :func:`motion_masks.composed_flows`)."""
+def chained_flows(flows_fwd: np.ndarray, flows_bwd: np.ndarray, reach: int, tol: float = 1.0):
+    """-> ``chained(i, offset)``: (flow i -> i + offset (H, W, 2) float32, where it passes the forward-backward check
+    within ``tol`` px (H, W) bool) for 0 < |offset| <= ``reach`` (over several frames: the neighbour flows chained,
+    :func:`motion_masks.composed_flows`); each check is made once, when first asked for."""
     fwd, bwd = torch.as_tensor(np.asarray(flows_fwd, np.float32)), torch.as_tensor(np.asarray(flows_bwd, np.float32))
     gaps = composed_flows(fwd, bwd, reach)
+    checked = {}
 
     def chained(i: int, offset: int):
-        there, back = gaps[abs(offset)]
-        return (there[i], back[i]) if offset > 0 else (back[i + offset], there[i + offset])
+        if (i, offset) not in checked:
+            there, back = gaps[abs(offset)]
+            there, back = (there[i], back[i]) if offset > 0 else (back[i + offset], there[i + offset])
+            checked[i, offset] = there.numpy(), consistent(there[None], back[None], tol)[0].numpy()
+        return checked[i, offset]
 
     return chained
 

@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from ..geometry import unproject_pixels, zbuffer_depth
-from .motion_masks import consistent
 from .scale import REFERENCE_SIDE, pixels_at
 
 TRANSFER_REACH = 3  # frames either side whose trusted points are carried into a frame
@@ -64,8 +63,8 @@ def carry_rigid_neighbours(depth: np.ndarray, moving: np.ndarray, trusted: np.nd
                            c2w: np.ndarray, chained) -> tuple[np.ndarray, np.ndarray]:
     """Every moving region (8-connected, MIN_REGION_PX or more) of every frame, given the depth its neighbours'
     trusted points imply once carried over by the region's rigid motion (see the module's docstring).
-    ``chained(i, offset)`` -> (flow i -> i + offset, flow back), (H, W, 2) torch tensors, for 0 < |offset| <=
-    TRANSFER_REACH. -> (depth float32, trusted), both (N, H, W); pixels that took a carried depth count as trusted."""
+    ``chained(i, offset)`` -> (flow i -> i + offset (H, W, 2), where it passes the forward-backward check (H, W)
+    bool) for 0 < |offset| <= TRANSFER_REACH (:func:`moving_depth.chained_flows`). -> (depth float32, trusted), both (N, H, W); pixels that took a carried depth count as trusted."""
     n, height, width = depth.shape
     out, settled = depth.astype(np.float32).copy(), trusted.copy()  # neighbours carry what they were given
     labels = [cv2.connectedComponents(m.astype(np.uint8), connectivity=8)[1] for m in moving]
@@ -87,9 +86,7 @@ def _carried_into(i, j, depth, labels, trusted, K, c2w, chained, scale: float) -
     carried over (nan where none lands, and outside the region)."""
     height, width = depth.shape[1:]
     tol, radius = max(1.0, POSE_TOL_PX * scale), pixels_at(CARRY_RADIUS_PX, (height, width))
-    there, back = chained(i, j - i)
-    holds = consistent(there[None], back[None], max(1.0, scale))[0].numpy()
-    there = there.numpy()
+    there, holds = chained(i, j - i)
     out = {}
     for label in range(1, labels[i].max() + 1):
         region = labels[i] == label

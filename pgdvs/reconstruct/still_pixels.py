@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .motion_masks import consistent
-
 STILL_FIT_PX = 0.3  # at 480 px: rms misfit of a static point to a pixel's flows under which the pixel is background
 STILL_MIN_FLOWS = 2  # ... over at least this many of the frames around it
 
@@ -23,8 +21,8 @@ STILL_MIN_FLOWS = 2  # ... over at least this many of the frames around it
 def still_pixels(mask: np.ndarray, i: int, offsets, chained, K: np.ndarray, c2w: np.ndarray, scale: float
                  ) -> tuple[np.ndarray, np.ndarray]:
     """The pixels of frame i's ``mask`` (H, W) bool that a static point explains, over the frames i + o for o in
-    ``offsets`` (those inside the clip), each through ``chained(i, o)`` -> (flow i -> i + o, flow back) (H, W, 2)
-    torch tensors. Per pixel the static point's depth along its ray is the least-squares fit to its
+    ``offsets`` (those inside the clip), each through ``chained(i, o)`` -> (flow i -> i + o (H, W, 2), where it
+    passes the forward-backward check (H, W) bool) (:func:`moving_depth.chained_flows`). Per pixel the static point's depth along its ray is the least-squares fit to its
     forward-backward consistent flows (two linear equations each); the pixel is still where STILL_MIN_FLOWS or more
     held and the point reprojects onto them within STILL_FIT_PX * ``scale`` rms.
     K (3, 3); c2w (N, 4, 4) -> (still (H, W) bool, depth (H, W) float32, nan off ``still``)."""
@@ -35,9 +33,9 @@ def still_pixels(mask: np.ndarray, i: int, offsets, chained, K: np.ndarray, c2w:
     for o in offsets:
         if not 0 <= i + o < len(c2w):
             continue
-        there, back = chained(i, o)
-        held = consistent(there[None], back[None], max(1.0, scale))[0].numpy()[rows, cols]
-        end = np.stack([cols, rows], 1) + there.numpy()[rows, cols]
+        there, held = chained(i, o)
+        held = held[rows, cols]
+        end = np.stack([cols, rows], 1) + there[rows, cols]
         end = (np.concatenate([end, np.ones_like(end[:, :1])], 1) @ np.linalg.inv(K).T)[:, :2]
         seen.append((np.linalg.inv(c2w[i + o]) @ c2w[i], end, held))
     if len(seen) < STILL_MIN_FLOWS:
