@@ -8,7 +8,8 @@ import torch
 from pgdvs.errors import InputError
 from pgdvs.geometry import project_points, unproject_depth
 from pgdvs.reconstruct.depth import triangulate_flow
-from pgdvs.reconstruct.moving_depth import (STILL_OFFSETS, MovingSolve, chained_flows, refine_moving_depth,
+from pgdvs.reconstruct.motion_masks import chained_flows
+from pgdvs.reconstruct.moving_depth import (STILL_OFFSETS, MovingSolve, refine_moving_depth,
                                          triangulate_moving, vote_from_neighbours)
 from pgdvs.reconstruct.moving_transfer import TRANSFER_REACH, carry_rigid_neighbours, object_pose
 from pgdvs.reconstruct import still_pixels as still_module

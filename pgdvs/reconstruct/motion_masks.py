@@ -38,6 +38,7 @@ from ..geometry import in_image, invert_pose, pixel_grid, project_points, unproj
 from ..render.morphology import dilate, max_filter, min_filter
 from ..videoio import to_uint8
 from ..warp import backward_warp, flow_consistency, sample_image
+from .mask_neighbours import NEIGHBOUR_OFFSETS, NEIGHBOUR_VOTES, claimed_by_neighbours
 from .outlined_regions import MIN_COVER, outlined_regions
 from .scale import REFERENCE_SIDE, pixels_at
 
@@ -59,7 +60,7 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
                  min_area_frac: float = 0.002, gap_flows: dict | None = None, sam_model=None,
                  photo_threshold: float = 0.045, colour_snap_px: float = 16.0,
                  background_radii: tuple[int, ...] = BACKGROUND_RADII, outline_cover: float = MIN_COVER,
-                 contrast_factor: float = 1.0) -> np.ndarray:
+                 contrast_factor: float = 1.0, neighbour_votes: int = NEIGHBOUR_VOTES) -> np.ndarray:
     """Dynamic masks for every frame (shapes in the module doc).
 
     With depth: ``photo_threshold`` is the mean colour difference (0-1 scale) that counts as motion, lowered
@@ -75,7 +76,9 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
     fraction of the image; ``sam_model``: snap to SAM segments (:func:`snap_to_segments`); without SAM,
     ``colour_snap_px`` > 0 snaps to colour edges within that band at 480 px (:func:`snap_to_colour`);
     ``outline_cover``: a plain region whose outline has evidence on at least this share of it is moving whole
-    (:func:`outlined_regions.outlined_regions`; 0: off).
+    (:func:`outlined_regions.outlined_regions`; 0: off); ``neighbour_votes``: a pixel that this many of the
+    NEIGHBOUR_OFFSETS frames' masks claim through the flow joins its frame's mask
+    (:func:`mask_neighbours.claimed_by_neighbours`; 0: off).
     """
     frames, fwd, bwd, K, c2w, depth = _check_inputs(frames, flows_fwd, flows_bwd, K, c2w, depth)
     n, h, w = frames.shape[:3]
@@ -126,6 +129,9 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
         band = max(4, round(colour_snap_px * scale))
         least = max(2, round(MIN_OBJECT_RADIUS * scale))
         masks = np.stack([snap_to_colour(f, m, band, least) for f, m in zip(frames, masks)])
+    if neighbour_votes > 0:
+        chained = chained_flows(fwd, bwd, max(abs(o) for o in NEIGHBOUR_OFFSETS), tol)
+        masks = masks | claimed_by_neighbours(masks, chained, NEIGHBOUR_OFFSETS, neighbour_votes)
     return masks
 
 
@@ -345,6 +351,24 @@ def composed_flows(fwd: torch.Tensor, bwd: torch.Tensor, reach: int) -> dict[int
         out[step + 1] = (out_f[:count] + warp_field(fwd[step:], out_f[:count]),
                          bwd[step:] + warp_field(out_b[:count], bwd[step:]))
     return out
+
+
+def chained_flows(flows_fwd: np.ndarray, flows_bwd: np.ndarray, reach: int, tol: float = 1.0):
+    """-> ``chained(i, offset)``: (flow i -> i + offset (H, W, 2) float32, where it passes the forward-backward check
+    within ``tol`` px (H, W) bool) for 0 < |offset| <= ``reach`` (over several frames: the neighbour flows chained,
+    :func:`motion_masks.composed_flows`); each check is made once, when first asked for."""
+    fwd, bwd = torch.as_tensor(np.asarray(flows_fwd, np.float32)), torch.as_tensor(np.asarray(flows_bwd, np.float32))
+    gaps = composed_flows(fwd, bwd, reach)
+    checked = {}
+
+    def chained(i: int, offset: int):
+        if (i, offset) not in checked:
+            there, back = gaps[abs(offset)]
+            there, back = (there[i], back[i]) if offset > 0 else (back[i + offset], there[i + offset])
+            checked[i, offset] = there.numpy(), consistent(there[None], back[None], tol)[0].numpy()
+        return checked[i, offset]
+
+    return chained
 
 
 def warp_field(field: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:

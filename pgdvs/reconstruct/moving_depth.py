@@ -31,7 +31,7 @@ import torch
 from ..errors import InputError
 from .depth import without_large_regions
 from ..geometry import zbuffer_depth
-from .motion_masks import composed_flows, consistent
+from .motion_masks import chained_flows
 from .moving_rims import RIM_BAND_PX, extend_interior_depth
 from .moving_transfer import TRANSFER_REACH, carry_rigid_neighbours
 from .still_pixels import still_pixels
@@ -220,24 +220,6 @@ def vote_from_neighbours(depth: np.ndarray, moving: np.ndarray, trusted: np.ndar
         out[i][rows[take], cols[take]] = np.exp(median[take])
         trusted[i][rows[take], cols[take]] = True
     return out, trusted
-
-
-def chained_flows(flows_fwd: np.ndarray, flows_bwd: np.ndarray, reach: int, tol: float = 1.0):
-    """-> ``chained(i, offset)``: (flow i -> i + offset (H, W, 2) float32, where it passes the forward-backward check
-    within ``tol`` px (H, W) bool) for 0 < |offset| <= ``reach`` (over several frames: the neighbour flows chained,
-    :func:`motion_masks.composed_flows`); each check is made once, when first asked for."""
-    fwd, bwd = torch.as_tensor(np.asarray(flows_fwd, np.float32)), torch.as_tensor(np.asarray(flows_bwd, np.float32))
-    gaps = composed_flows(fwd, bwd, reach)
-    checked = {}
-
-    def chained(i: int, offset: int):
-        if (i, offset) not in checked:
-            there, back = gaps[abs(offset)]
-            there, back = (there[i], back[i]) if offset > 0 else (back[i + offset], there[i + offset])
-            checked[i, offset] = there.numpy(), consistent(there[None], back[None], tol)[0].numpy()
-        return checked[i, offset]
-
-    return chained
 
 
 def _homogeneous(uv: np.ndarray) -> np.ndarray:

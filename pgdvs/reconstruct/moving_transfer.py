@@ -133,7 +133,8 @@ def _settle_region(depth: np.ndarray, trusted: np.ndarray, region: np.ndarray, c
             take = region & np.isfinite(carried[group]).any(0)
             with np.errstate(all="ignore"):
                 depth[take] = np.exp(np.nanmedian(carried[group][:, take], 0))
-            trusted[take] = True
+            depth[region & ~take] *= np.exp(np.median(offsets[group]))  # where none lands: moved as a whole
+            trusted[region] = True
             return
     voted = region & (np.isfinite(carried).sum(0) >= 2)
     here = carried[:, voted]
