@@ -16,7 +16,10 @@ A solve needs every flow of its window to hold. Where a flow fails (an object's 
 periodic texture) the pixel keeps the fill, often the background's depth. The trusted points of the frames around
 it know where the object is: each one's solved motion carries it to this frame's time, where it lands on a pixel
 (:func:`vote_from_neighbours`). Those votes fill the untrusted pixels and overrule a trusted one that they agree
-against. Then rims take their interior's depth (:mod:`moving_rims`).
+against. The same points, carried over by the object's rigid pose in this frame, settle a region whose own solves
+they agree are off (:mod:`moving_transfer`). Then rims take their interior's depth (:mod:`moving_rims`). Before
+any of it, masked pixels that a static point explains are taken for background and leave the region
+(:mod:`still_pixels`).
 
 Conventions: OpenCV cameras, K (3, 3) pixels, c2w (N, 4, 4); flows_fwd[i] is i -> i+1 and flows_bwd[i] is
 i+1 -> i, each (N-1, H, W, 2) (x, y); depth (N, H, W) > 0; moving (N, H, W) bool, True = dynamic.
@@ -123,7 +126,9 @@ def triangulate_moving(uv: np.ndarray, observations: list[tuple[int, np.ndarray,
 
 def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.ndarray, flows_bwd: np.ndarray,
                         K: np.ndarray, c2w: np.ndarray) -> np.ndarray:
-    """Moving pixels of every frame with both neighbours take their constant-velocity depth (frames i +- 1) where
+    """Masked pixels whose flows over STILL_OFFSETS a static point fits keep that point's depth and leave the moving
+    region (:func:`still_pixels.still_pixels`: background in the mask's halo). The remaining moving pixels of every
+    frame with both neighbours take their constant-velocity depth (frames i +- 1) where
     it lies within exp(+-AGREE_LOG) of ``depth`` (their static triangulation or the fill before it: far off, the
     three-frame solve is the one that failed, e.g. where the flow is wrong) and the solve pins the depth (spread
     under MAX_SPREAD). The accelerating solve over five frames (ACCEL_WINDOWS: the frame and four others before,
@@ -133,7 +138,8 @@ def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.nda
     velocity misplaces (rig-garden's ball: 1.5x too far in the air, where the fill is the wall's), and frames
     beside a rig's camera jump, where the flow to one side fails (rig PSNR of saved synthetic reconstructions
     31.06 dB; with the centred window only 31.51, with all three 31.93). The neighbours' trusted points then vote
-    (:func:`vote_from_neighbours`), and every moving region's rim takes the depth its trusted interior implies
+    (:func:`vote_from_neighbours`) and are carried over by each region's rigid pose
+    (:func:`moving_transfer.carry_rigid_neighbours`), and every moving region's rim takes the depth its trusted interior implies
     (:func:`moving_rims.extend_interior_depth`, RIM_BAND_PX at 480 px). Elsewhere (a slow handheld camera) nothing
     changes: an interior with no trusted depth of its own is a poor guide for its rim. Static pixels are never
     changed, nor are regions over MAX_OBJECT_SHARE of their frame (``depth.without_large_regions``, as
