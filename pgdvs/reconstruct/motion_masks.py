@@ -356,17 +356,17 @@ def composed_flows(fwd: torch.Tensor, bwd: torch.Tensor, reach: int) -> dict[int
 def chained_flows(flows_fwd: np.ndarray, flows_bwd: np.ndarray, reach: int, tol: float = 1.0):
     """-> ``chained(i, offset)``: (flow i -> i + offset (H, W, 2) float32, where it passes the forward-backward check
     within ``tol`` px (H, W) bool) for 0 < |offset| <= ``reach`` (over several frames: the neighbour flows chained,
-    :func:`motion_masks.composed_flows`); each check is made once, when first asked for."""
+    :func:`composed_flows`); each offset's checks are made for every frame at once, when first asked for."""
     fwd, bwd = torch.as_tensor(np.asarray(flows_fwd, np.float32)), torch.as_tensor(np.asarray(flows_bwd, np.float32))
     gaps = composed_flows(fwd, bwd, reach)
     checked = {}
 
     def chained(i: int, offset: int):
-        if (i, offset) not in checked:
-            there, back = gaps[abs(offset)]
-            there, back = (there[i], back[i]) if offset > 0 else (back[i + offset], there[i + offset])
-            checked[i, offset] = there.numpy(), consistent(there[None], back[None], tol)[0].numpy()
-        return checked[i, offset]
+        there, back = gaps[abs(offset)] if offset > 0 else gaps[abs(offset)][::-1]
+        if offset not in checked:
+            checked[offset] = consistent(there, back, tol).numpy()
+        first = i if offset > 0 else i + offset  # both directions are indexed by the earlier frame
+        return there[first].numpy(), checked[offset][first]
 
     return chained
 
