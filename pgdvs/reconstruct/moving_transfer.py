@@ -64,34 +64,33 @@ def carry_rigid_neighbours(depth: np.ndarray, moving: np.ndarray, trusted: np.nd
     """Every moving region (8-connected, MIN_REGION_PX or more) of every frame, given the depth its neighbours'
     trusted points imply once carried over by the region's rigid motion (see the module's docstring).
     ``chained(i, offset)`` -> (flow i -> i + offset (H, W, 2), where it passes the forward-backward check (H, W)
-    bool) for 0 < |offset| <= TRANSFER_REACH (:func:`moving_depth.chained_flows`). -> (depth float32, trusted), both (N, H, W); pixels that took a carried depth count as trusted."""
+    bool) for 0 < |offset| <= TRANSFER_REACH (:func:`motion_masks.chained_flows`).
+    -> (depth float32, trusted), both (N, H, W); pixels that took a carried depth count as trusted."""
     n, height, width = depth.shape
     out, settled = depth.astype(np.float32).copy(), trusted.copy()  # neighbours carry what they were given
     labels = [cv2.connectedComponents(m.astype(np.uint8), connectivity=8)[1] for m in moving]
     scale = max(height, width) / REFERENCE_SIDE
     for i in np.flatnonzero(moving.any(axis=(1, 2))):
-        carried = {j: _carried_into(i, j, depth, labels, trusted, K, c2w, chained, scale)
+        regions = {label: labels[i] == label for label in range(1, labels[i].max() + 1)}
+        regions = {label: region for label, region in regions.items() if region.sum() >= MIN_REGION_PX}
+        carried = {j: _carried_into(i, j, depth, regions, trusted, K, c2w, chained, scale)
                    for j in range(max(0, i - TRANSFER_REACH), min(n, i + TRANSFER_REACH + 1))
                    if j != i and trusted[j].any()}
-        for label in range(1, labels[i].max() + 1):
-            region = labels[i] == label
+        for label, region in regions.items():
             maps = [m[label] for m in carried.values() if label in m]
             if maps:
                 _settle_region(out[i], settled[i], region, np.stack(maps))
     return out, settled
 
 
-def _carried_into(i, j, depth, labels, trusted, K, c2w, chained, scale: float) -> dict:
-    """Per moving region of frame i that frame j's trusted points pose: the log-depth (H, W) they give it once
-    carried over (nan where none lands, and outside the region)."""
+def _carried_into(i, j, depth, regions: dict, trusted, K, c2w, chained, scale: float) -> dict:
+    """Per moving region of frame i (``regions``: label -> (H, W) bool) that frame j's trusted points pose: the
+    log-depth (H, W) they give it once carried over (nan where none lands, and outside the region)."""
     height, width = depth.shape[1:]
     tol, radius = max(1.0, POSE_TOL_PX * scale), pixels_at(CARRY_RADIUS_PX, (height, width))
     there, holds = chained(i, j - i)
     out = {}
-    for label in range(1, labels[i].max() + 1):
-        region = labels[i] == label
-        if region.sum() < MIN_REGION_PX:
-            continue
+    for label, region in regions.items():
         rows, cols = np.nonzero(region & holds)
         ends = np.rint(np.stack([cols, rows], 1) + there[rows, cols]).astype(int)
         ends = np.clip(ends, 0, [width - 1, height - 1])
