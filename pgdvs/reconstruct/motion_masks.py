@@ -40,6 +40,7 @@ from ..videoio import to_uint8
 from ..warp import backward_warp, flow_consistency, sample_image
 from .mask_neighbours import NEIGHBOUR_OFFSETS, NEIGHBOUR_VOTES, claimed_by_neighbours
 from .outlined_regions import MIN_COVER, outlined_regions
+from .revisits import drop_still_components, revisit_partners, still_pixels
 from .scale import REFERENCE_SIDE, pixels_at
 
 PAIR_CHUNK = 8  # frame pairs evaluated together (memory ~ 100 MB per chunk at 480 x 270)
@@ -60,7 +61,8 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
                  min_area_frac: float = 0.002, gap_flows: dict | None = None, sam_model=None,
                  photo_threshold: float = 0.045, colour_snap_px: float = 16.0,
                  background_radii: tuple[int, ...] = BACKGROUND_RADII, outline_cover: float = MIN_COVER,
-                 contrast_factor: float = 1.0, neighbour_votes: int = NEIGHBOUR_VOTES) -> np.ndarray:
+                 contrast_factor: float = 1.0, neighbour_votes: int = NEIGHBOUR_VOTES,
+                 revisits: bool = True) -> np.ndarray:
     """Dynamic masks for every frame (shapes in the module doc).
 
     With depth: ``photo_threshold`` is the mean colour difference (0-1 scale) that counts as motion, lowered
@@ -78,7 +80,8 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
     ``outline_cover``: a plain region whose outline has evidence on at least this share of it is moving whole
     (:func:`outlined_regions.outlined_regions`; 0: off); ``neighbour_votes``: a pixel that this many of the
     NEIGHBOUR_OFFSETS frames' masks claim through the flow joins its frame's mask
-    (:func:`mask_neighbours.claimed_by_neighbours`; 0: off).
+    (:func:`mask_neighbours.claimed_by_neighbours`; 0: off); ``revisits`` (with depth): components that the frames
+    filmed again from the same place show unchanged are dropped (:mod:`revisits`).
     """
     frames, fwd, bwd, K, c2w, depth = _check_inputs(frames, flows_fwd, flows_bwd, K, c2w, depth)
     n, h, w = frames.shape[:3]
@@ -129,6 +132,10 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
         band = max(4, round(colour_snap_px * scale))
         least = max(2, round(MIN_OBJECT_RADIUS * scale))
         masks = np.stack([snap_to_colour(f, m, band, least) for f, m in zip(frames, masks)])
+    if depth is not None and revisits:
+        k, poses = K.numpy(), c2w.numpy()
+        still = still_pixels(frames, k, poses, revisit_partners(k, poses, depth.numpy()))
+        masks = drop_still_components(masks, still, textured.numpy())
     if neighbour_votes > 0:
         chained = chained_flows(fwd, bwd, max(abs(o) for o in NEIGHBOUR_OFFSETS), tol)
         masks = masks | claimed_by_neighbours(masks, chained, NEIGHBOUR_OFFSETS, neighbour_votes)

@@ -1,0 +1,100 @@
+"""Revisited views: frames filmed again from the same place tell still pixels from moving ones without depth."""
+import cv2
+import numpy as np
+import pytest
+from mask_fixtures import toy_clip
+
+from pgdvs.reconstruct.motion_masks import motion_masks
+from pgdvs.reconstruct.revisits import (NEAR_PERCENTILE, PARALLAX_PX, drop_still_components, revisit_partners,
+                                        still_pixels)
+
+H, W, PLANE_Z = 60, 80, 10.0
+
+
+def _rig_clip(cycles: int = 5, cameras: int = 3):
+    """Frame i filmed by rig camera i % cameras (centres 0.5 apart along x, each yawed its own way and a little
+    more each cycle) over a textured plane at z = PLANE_Z, with a textured square (side 2, z = 5) moving 0.5 a
+    frame along x.
+    -> frames (N, H, W, 3), K (N, 3, 3), c2w (N, 4, 4), depth (N, H, W), mask (N, H, W) bool."""
+    rng = np.random.default_rng(3)
+    tex_bg = cv2.GaussianBlur(rng.random((256, 256, 3)).astype(np.float32), (0, 0), 2.0)
+    tex_bg = (tex_bg - tex_bg.min()) / (tex_bg.max() - tex_bg.min())
+    tex_fg = cv2.GaussianBlur(rng.random((64, 64)).astype(np.float32), (0, 0), 1.5)
+    n = cycles * cameras
+    K = np.tile(np.array([[0.9 * W, 0, (W - 1) / 2], [0, 0.9 * W, (H - 1) / 2], [0, 0, 1.0]]), (n, 1, 1))
+    c2w = np.tile(np.eye(4), (n, 1, 1))
+    frames, depth, mask = np.zeros((n, H, W, 3), np.float32), np.zeros((n, H, W)), np.zeros((n, H, W), bool)
+    v, u = np.mgrid[0:H, 0:W].astype(np.float64)
+    pix = np.stack([u, v, np.ones_like(u)], -1)
+    for i in range(n):
+        cam, yaw = i % cameras, 0.03 * (i % cameras) - 0.02 + 0.01 * (i // cameras)
+        c2w[i, :3, :3] = [[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]]
+        c2w[i, :3, 3] = [0.5 * cam, 0, 0]
+        d = pix @ np.linalg.inv(K[i]).T @ c2w[i, :3, :3].T
+        o = c2w[i, :3, 3]
+        s_bg, s_fg = (PLANE_Z - o[2]) / d[..., 2], (5.0 - o[2]) / d[..., 2]  # camera z of d is 1: s is z-depth
+        p_bg, p_fg = o + s_bg[..., None] * d, o + s_fg[..., None] * d
+        local = p_fg[..., :2] - [-1.5 + 0.5 * i, 0.0]
+        hit = (np.abs(local) <= 1.0).all(-1)
+        bg = cv2.remap(tex_bg, (p_bg[..., 0] * 12 + 128).astype(np.float32), (p_bg[..., 1] * 12 + 128).astype(np.float32),
+                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        fg = cv2.remap(tex_fg, (local[..., 0] * 16 + 32).astype(np.float32), (local[..., 1] * 16 + 32).astype(np.float32),
+                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        fg = fg[..., None] * [1.0, 0.4, 0.3] + 0.05
+        frames[i] = np.where(hit[..., None], fg, bg)
+        depth[i] = np.where(hit, s_fg, s_bg)
+        mask[i] = hit
+    return frames, K, c2w, depth, mask
+
+
+@pytest.fixture(scope="module")
+def rig():
+    return _rig_clip()
+
+
+def test_partners_are_the_frames_filmed_from_the_same_place_far_enough_in_time(rig):
+    frames, K, c2w, depth, mask = rig
+    partners = revisit_partners(K, c2w, depth)
+    assert partners[0] == [6, 9, 12]  # frame 3 is the same camera, but only 3 frames later
+    assert partners[4] == [10, 13] and partners[7] == [1, 13]
+    # a partner whose nearest point moves up to PARALLAX_PX (stated at 480 px) stays one, not beyond
+    step = PARALLAX_PX * W / 480 * np.percentile(depth[0], NEAR_PERCENTILE) / K[0, 0, 0]
+    moved = c2w.copy()
+    moved[9, 1, 3] += 0.8 * step
+    moved[6, 1, 3] += 1.5 * step
+    assert revisit_partners(K, moved, depth)[0] == [9, 12]
+
+
+def test_still_pixels_are_the_background_that_every_partner_shows_the_same(rig):
+    frames, K, c2w, depth, mask = rig
+    still = still_pixels(frames, K, c2w, revisit_partners(K, c2w, depth))
+    for i in (0, 5, 6, 11):
+        # where the square is in this frame, or was in a partner's (seen through the rotation): not still
+        assert not still[i][mask[i]].any()
+        background = ~mask[i]
+        assert still[i][background].mean() > 0.6, i
+    # a frame without enough partners judges nothing
+    assert not still_pixels(frames, K, c2w, [[] for _ in frames]).any()
+
+
+def test_a_false_alarm_on_the_still_background_is_dropped_and_the_moving_square_kept(rig):
+    frames, K, c2w, depth, mask = rig
+    still = still_pixels(frames, K, c2w, revisit_partners(K, c2w, depth))
+    masks = mask.copy()
+    masks[6, 40:55, 5:20] = True  # a blob on the plane, away from the square
+    textured = np.ones_like(masks)
+    out = drop_still_components(masks, still, textured)
+    assert np.array_equal(out, mask)
+    # a component that is mostly moving stays whole, its still fringe included
+    grown = mask.copy()
+    grown[6] = cv2.dilate(mask[6].astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert np.array_equal(drop_still_components(grown, still, textured), grown)
+    # untextured pixels say nothing: a blob with too few textured pixels is kept
+    assert np.array_equal(drop_still_components(masks, still, np.zeros_like(masks)), masks)
+
+
+def test_motion_masks_on_a_clip_without_revisits_are_unchanged():
+    clip = toy_clip()
+    Ks = np.repeat(clip["K"][None], len(clip["frames"]), 0) if clip["K"].ndim == 2 else clip["K"]
+    args = (clip["frames"], clip["fwd"], clip["bwd"], Ks, clip["c2w"], clip["depth"])
+    assert np.array_equal(motion_masks(*args), motion_masks(*args, revisits=False))
