@@ -278,6 +278,22 @@ def test_grabcut_failure_falls_back_to_prior_and_disks(clip, monkeypatch):
     assert mask[int(y), int(x)] and 0 < mask.sum() < gt.sum()
 
 
+def test_include_click_whose_colour_cut_floods_the_frame_adds_only_its_disk(clip, monkeypatch):
+    # the click moves like its surroundings (no moving region), and its colour cut spreads over most of the frame
+    # (a dark object part against a dark wall): no object was found, so only the click's disk is added
+    gt = clip["mask"][3]
+    x, y = interior_point(gt)
+    flow = np.zeros(gt.shape + (2,), np.float32)
+    segmenter = ClassicalSegmenter()
+    monkeypatch.setattr(segmenter, "colour_object", lambda img, point, click: np.ones_like(gt))
+    mask = segmenter.segment(3, clip["frames"][3], [[x, y]], [1], np.zeros_like(gt), flow)
+    radius = max(2, round(segmenter.disk * max(gt.shape)))
+    assert np.array_equal(mask, disks(np.array([[x, y]]), gt.shape, radius))
+    # a colour object of a plausible size is taken as it is
+    monkeypatch.setattr(segmenter, "colour_object", lambda img, point, click: gt.copy())
+    assert np.array_equal(segmenter.segment(3, clip["frames"][3], [[x, y]], [1], np.zeros_like(gt), flow), gt)
+
+
 def test_bad_clicks_raise(clip):
     editor = _editor(clip, clip["mask"])
     h, w = clip["mask"].shape[1:]

@@ -6,7 +6,7 @@ from mask_fixtures import toy_clip
 
 from pgdvs.reconstruct.motion_masks import motion_masks
 from pgdvs.reconstruct.revisits import (NEAR_PERCENTILE, PARALLAX_PX, drop_still_components, revisit_partners,
-                                        still_pixels)
+                                        unchanged_in_revisits)
 
 H, W, PLANE_Z = 60, 80, 10.0
 
@@ -36,15 +36,18 @@ def _rig_clip(cycles: int = 5, cameras: int = 3):
         p_bg, p_fg = o + s_bg[..., None] * d, o + s_fg[..., None] * d
         local = p_fg[..., :2] - [-1.5 + 0.5 * i, 0.0]
         hit = (np.abs(local) <= 1.0).all(-1)
-        bg = cv2.remap(tex_bg, (p_bg[..., 0] * 12 + 128).astype(np.float32), (p_bg[..., 1] * 12 + 128).astype(np.float32),
-                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        fg = cv2.remap(tex_fg, (local[..., 0] * 16 + 32).astype(np.float32), (local[..., 1] * 16 + 32).astype(np.float32),
-                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        bg = _sample(tex_bg, p_bg[..., 0] * 12 + 128, p_bg[..., 1] * 12 + 128)
+        fg = _sample(tex_fg, local[..., 0] * 16 + 32, local[..., 1] * 16 + 32)
         fg = fg[..., None] * [1.0, 0.4, 0.3] + 0.05
         frames[i] = np.where(hit[..., None], fg, bg)
         depth[i] = np.where(hit, s_fg, s_bg)
         mask[i] = hit
     return frames, K, c2w, depth, mask
+
+
+def _sample(texture, x, y):
+    return cv2.remap(texture, x.astype(np.float32), y.astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REFLECT)
 
 
 @pytest.fixture(scope="module")
@@ -67,19 +70,19 @@ def test_partners_are_the_frames_filmed_from_the_same_place_far_enough_in_time(r
 
 def test_still_pixels_are_the_background_that_every_partner_shows_the_same(rig):
     frames, K, c2w, depth, mask = rig
-    still = still_pixels(frames, K, c2w, revisit_partners(K, c2w, depth))
+    still = unchanged_in_revisits(frames, K, c2w, revisit_partners(K, c2w, depth))
     for i in (0, 5, 6, 11):
         # where the square is in this frame, or was in a partner's (seen through the rotation): not still
         assert not still[i][mask[i]].any()
         background = ~mask[i]
         assert still[i][background].mean() > 0.6, i
     # a frame without enough partners judges nothing
-    assert not still_pixels(frames, K, c2w, [[] for _ in frames]).any()
+    assert not unchanged_in_revisits(frames, K, c2w, [[] for _ in frames]).any()
 
 
 def test_a_false_alarm_on_the_still_background_is_dropped_and_the_moving_square_kept(rig):
     frames, K, c2w, depth, mask = rig
-    still = still_pixels(frames, K, c2w, revisit_partners(K, c2w, depth))
+    still = unchanged_in_revisits(frames, K, c2w, revisit_partners(K, c2w, depth))
     masks = mask.copy()
     masks[6, 40:55, 5:20] = True  # a blob on the plane, away from the square
     textured = np.ones_like(masks)

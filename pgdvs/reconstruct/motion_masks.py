@@ -40,7 +40,7 @@ from ..videoio import to_uint8
 from ..warp import backward_warp, flow_consistency, sample_image
 from .mask_neighbours import NEIGHBOUR_OFFSETS, NEIGHBOUR_VOTES, claimed_by_neighbours
 from .outlined_regions import MIN_COVER, outlined_regions
-from .revisits import drop_still_components, revisit_partners, still_pixels
+from .revisits import drop_still_components, revisit_partners, unchanged_in_revisits
 from .scale import REFERENCE_SIDE, pixels_at
 
 PAIR_CHUNK = 8  # frame pairs evaluated together (memory ~ 100 MB per chunk at 480 x 270)
@@ -134,7 +134,7 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
         masks = np.stack([snap_to_colour(f, m, band, least) for f, m in zip(frames, masks)])
     if depth is not None and revisits:
         k, poses = K.numpy(), c2w.numpy()
-        still = still_pixels(frames, k, poses, revisit_partners(k, poses, depth.numpy()))
+        still = unchanged_in_revisits(frames, k, poses, revisit_partners(k, poses, depth.numpy()))
         masks = drop_still_components(masks, still, textured.numpy())
     if neighbour_votes > 0:
         chained = chained_flows(fwd, bwd, max(abs(o) for o in NEIGHBOUR_OFFSETS), tol)

@@ -176,8 +176,10 @@ class ClassicalSegmenter:
         if flow is None:
             return colour
         moving = self.moving_like(flow, point, self.max_moving)
-        if moving.sum() <= click.sum():  # the click moves like its surroundings: colour alone decides
-            return colour
+        if moving.sum() <= click.sum():  # the click moves like its surroundings: colour alone decides, unless its
+            # cut spread over more than any moving region may (rig-room: a click on a box's dark underside, whose
+            # colour cut took the dark wall behind, 28 % of the frame): then nothing was found but the click
+            return colour if colour.sum() <= self.max_moving * h * w else click
         cut = self._bounded_cut(img, moving | click, click)
         # colour refines the border; a cut that lost most of the region lost it to similar colours, unless
         # what it kept is an object of its own that looks unlike the rest (the flow leaked past its border)
