@@ -4,8 +4,9 @@ One ``MaskEditor`` per session. Clicks on frame k go to a :class:`~pgdvs.reconst
 (SAM or GrabCut) together with the mask frame k had before its first click (its base); ``propagate`` carries
 the edit to the other frames: what the edit added to / removed from the automatic mask is pulled along the
 flow frame by frame and laid over that frame's automatic mask; where the clicks, moved along the flow, survive,
-they re-prompt the segmenter there, whose changes count only near the carried correction (masks far from the
-edit are never touched); what is carried keeps only the colours the clicked frame's addition shows rather than
+they re-prompt the segmenter there (while they still show the colour they were given on: a click that an
+object moved onto would prompt the object), whose changes count only near the carried correction (masks far from
+the edit are never touched); what is carried keeps only the colours the clicked frame's addition shows rather than
 its surroundings (the flow of an untextured face may follow the wall behind it, and the addition with it).
 Frames with their own clicks keep their mask, and propagation continues from them.
 An edit does not cross a flow that fails as a whole (a cut, or a camera jump such as a rig's wrap-around): the

@@ -21,7 +21,9 @@ Votes over both neighbours and several frame gaps (slow objects only show over l
 composed from the neighbour flows unless given) are averaged, smoothed over time along the flow; plain regions
 whose outline has evidence almost all round are added whole (a uniform object only shows motion at its
 outline: :mod:`outlined_regions`); then cleaned: opening, closing, hole filling, components under a minimum
-area dropped.
+area dropped. With depth, components that the frames filmed again from the same place show unchanged go
+(:mod:`revisits`); last, pixels that the neighbouring frames' masks claim through the flow join
+(:mod:`mask_neighbours`).
 
 Shapes: frames (N, H, W, 3) float in [0, 1], flows (N-1, H, W, 2) (x, y) between neighbours, K (N, 3, 3),
 c2w (N, 4, 4), depth (N, H, W) or None -> masks (N, H, W) bool, True = dynamic.
