@@ -66,6 +66,12 @@ def test_partners_are_the_frames_filmed_from_the_same_place_far_enough_in_time(r
     moved[9, 1, 3] += 0.8 * step
     moved[6, 1, 3] += 1.5 * step
     assert revisit_partners(K, moved, depth)[0] == [9, 12]
+    # a camera that never leaves (tripod-like, or too slow to show parallax) revisits nothing
+    still_camera = np.repeat(c2w[:1], len(c2w), 0)
+    assert all(p == [] for p in revisit_partners(K, still_camera, depth))
+    jitter = still_camera.copy()
+    jitter[1::2, 1, 3] += 4 * step  # 2 px at 480 every other frame: a shaky hand, not a camera that went away
+    assert all(p == [] for p in revisit_partners(K, jitter, depth))
 
 
 def test_still_pixels_are_the_background_that_every_partner_shows_the_same(rig):
