@@ -140,10 +140,10 @@ def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.nda
     31.06 dB; with the centred window only 31.51, with all three 31.93). The neighbours' trusted points then vote
     (:func:`vote_from_neighbours`) and are carried over by each region's rigid pose
     (:func:`moving_transfer.carry_rigid_neighbours`), and every moving region's rim takes the depth its trusted
-    interior implies (:func:`moving_rims.extend_interior_depth`, RIM_BAND_PX at 480 px). Elsewhere (a slow handheld camera) nothing
-    changes: an interior with no trusted depth of its own is a poor guide for its rim. Static pixels are never
-    changed, nor are regions over MAX_OBJECT_SHARE of their frame (``depth.without_large_regions``, as
-    ``bring_moving_forward`` treats them).
+    interior implies (:func:`moving_rims.extend_interior_depth`, RIM_BAND_PX at 480 px). Elsewhere (a slow
+    handheld camera) nothing changes: an interior with no trusted depth of its own is a poor guide for its rim.
+    Static pixels are never changed, nor are regions over MAX_OBJECT_SHARE of their frame
+    (``depth.without_large_regions``, as ``bring_moving_forward`` treats them).
     depth (N, H, W) > 0; moving (N, H, W) bool; flows (N-1, H, W, 2); K (3, 3) or (N, 3, 3) (frame i's serves its
     neighbours too: one camera per clip, as reconstructed); c2w (N, 4, 4) -> (N, H, W) float32."""
     depth, moving = np.asarray(depth), np.asarray(moving, bool)

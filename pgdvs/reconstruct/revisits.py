@@ -5,13 +5,14 @@ the same in all of them did not move there.
 Partners of frame i: frames at least MIN_GAP away in time whose camera centre is so near frame i's that no
 point in front of them (nearer than the frame's NEAR_PERCENTILE depth) moves more than PARALLAX_PX between the
 two, and with the camera gone far (DEPART_PX) at some frame in between: a camera that never left (a tripod, a slow
-or jittery hand) would pair a slow object with itself; a rotation between them is undone by the homography K_j R_j^T R_i K_i^-1, which needs no depth. A textured
-pixel that all (at least MIN_PARTNERS) partners show within SAME_COLOUR is still. A motion-mask component whose
-textured pixels are mostly still is dropped: it is a false alarm where the motion evidence failed (rig-hall's
-near pillar at the image border of one camera, ~9 500 px in each of its frames, whose flows fail across the
-rig's jump). Untextured pixels look the same whatever moves, so they neither count for nor against.
-Rig-hall's masks on saved inputs: IoU 0.59 -> 0.70, no true pixel lost (its rig PSNR gap 4.42 -> 3.84 dB); the
-other rig scenes' unchanged or better; clips without revisits (handheld) have no partners and are left as they are.
+or jittery hand) would pair a slow object with itself. A rotation between them is undone by the homography
+K_j R_j^T R_i K_i^-1, which needs no depth. A textured pixel that all (at least MIN_PARTNERS) partners show within
+SAME_COLOUR is still. A motion-mask component whose textured pixels are mostly still is dropped: it is a false
+alarm where the motion evidence failed (rig-hall's near pillar at the image border of one camera, ~9 500 px in
+each of its frames, whose flows fail across the rig's jump). Untextured pixels look the same whatever moves, so
+they neither count for nor against. Rig-hall's masks on saved inputs: IoU 0.59 -> 0.70, no true pixel lost (its
+rig PSNR gap 4.42 -> 3.84 dB); the other rig scenes' unchanged or better; clips without revisits (handheld) have
+no partners and are left as they are.
 
 Shapes: frames (N, H, W, 3) float in [0, 1], K (N, 3, 3), c2w (N, 4, 4) camera-to-world (OpenCV), depth
 (N, H, W), masks (N, H, W) bool (True = dynamic); pixel (u, v) at integer coordinates.
@@ -59,7 +60,7 @@ def revisit_partners(K: np.ndarray, c2w: np.ndarray, depth: np.ndarray, parallax
 
 
 def unchanged_in_revisits(frames: np.ndarray, K: np.ndarray, c2w: np.ndarray, partners: list[list[int]],
-                 same_colour: float = SAME_COLOUR, min_partners: int = MIN_PARTNERS) -> np.ndarray:
+                          same_colour: float = SAME_COLOUR, min_partners: int = MIN_PARTNERS) -> np.ndarray:
     """Pixels that every partner (at least ``min_partners``) shows within ``same_colour`` once the rotation
     between them is undone. -> (N, H, W) bool (frames with too few partners: all False)."""
     n, height, width = frames.shape[:3]
