@@ -64,7 +64,7 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
                  photo_threshold: float = 0.045, colour_snap_px: float = 16.0,
                  background_radii: tuple[int, ...] = BACKGROUND_RADII, outline_cover: float = MIN_COVER,
                  contrast_factor: float = 1.0, neighbour_votes: int = NEIGHBOUR_VOTES,
-                 revisits: bool = True) -> np.ndarray:
+                 revisits: bool = True, chained=None) -> np.ndarray:
     """Dynamic masks for every frame (shapes in the module doc).
 
     With depth: ``photo_threshold`` is the mean colour difference (0-1 scale) that counts as motion, lowered
@@ -83,7 +83,8 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
     (:func:`outlined_regions.outlined_regions`; 0: off); ``neighbour_votes``: a pixel that this many of the
     NEIGHBOUR_OFFSETS frames' masks claim through the flow joins its frame's mask
     (:func:`mask_neighbours.claimed_by_neighbours`; 0: off); ``revisits`` (with depth): components that the frames
-    filmed again from the same place show unchanged are dropped (:mod:`revisits`).
+    filmed again from the same place show unchanged are dropped (:mod:`revisits`); ``chained``: the flows'
+    :func:`chained_flows` (check tolerance 1 px at 480) reaching the NEIGHBOUR_OFFSETS, when the caller has them.
     """
     frames, fwd, bwd, K, c2w, depth = _check_inputs(frames, flows_fwd, flows_bwd, K, c2w, depth)
     n, h, w = frames.shape[:3]
@@ -139,7 +140,8 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
         still = unchanged_in_revisits(frames, k, poses, revisit_partners(k, poses, depth.numpy()))
         masks = drop_still_components(masks, still, textured.numpy())
     if neighbour_votes > 0:
-        chained = chained_flows(fwd, bwd, max(abs(o) for o in NEIGHBOUR_OFFSETS), tol)
+        if chained is None:
+            chained = chained_flows(fwd, bwd, max(abs(o) for o in NEIGHBOUR_OFFSETS), tol)
         masks = masks | claimed_by_neighbours(masks, chained, NEIGHBOUR_OFFSETS, neighbour_votes)
     return masks
 

@@ -35,6 +35,7 @@ from ..errors import InputError
 from .depth import without_large_regions
 from ..geometry import zbuffer_depth
 from .motion_masks import chained_flows
+from .moving_centroids import settle_by_centroids
 from .moving_rims import RIM_BAND_PX, extend_interior_depth
 from .moving_transfer import TRANSFER_REACH, carry_rigid_neighbours
 from .still_pixels import still_pixels
@@ -52,6 +53,8 @@ VOTE_REACH = 3  # frames either side whose trusted points vote on a frame's movi
 VOTE_MIN = 2  # ... at least this many frames' votes land on a pixel
 VOTE_SPREAD_LOG = 0.05  # ... and they agree within exp(+-0.05) of their median
 VOTE_AGREE_LOG = 0.05  # a trusted depth off the votes' median by more than exp(+-0.05) takes the median
+# the frames either side whose chained flows the refinement reads
+MOVING_REACH = max(TRANSFER_REACH, *(abs(o) for window in ACCEL_WINDOWS for o in window))
 
 
 class MovingSolve(NamedTuple):
@@ -125,7 +128,7 @@ def triangulate_moving(uv: np.ndarray, observations: list[tuple[int, np.ndarray,
 
 
 def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.ndarray, flows_bwd: np.ndarray,
-                        K: np.ndarray, c2w: np.ndarray) -> np.ndarray:
+                        K: np.ndarray, c2w: np.ndarray, chained=None) -> np.ndarray:
     """Masked pixels whose flows over STILL_OFFSETS a static point fits keep that point's depth and leave the moving
     region (:func:`still_pixels.still_pixels`: background in the mask's halo). The remaining moving pixels of every
     frame with both neighbours take their constant-velocity depth (frames i +- 1) where
@@ -140,12 +143,16 @@ def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.nda
     31.06 dB; with the centred window only 31.51, with all three 31.93). The neighbours' trusted points then vote
     (:func:`vote_from_neighbours`) and are carried over by each region's rigid pose
     (:func:`moving_transfer.carry_rigid_neighbours`), and every moving region's rim takes the depth its trusted
-    interior implies (:func:`moving_rims.extend_interior_depth`, RIM_BAND_PX at 480 px). Elsewhere (a slow
+    interior implies (:func:`moving_rims.extend_interior_depth`, RIM_BAND_PX at 480 px); before that, an object that
+    no pixel's solve pinned (a small, fast spinning one whose flow fails) takes the depth of its mask's centroid
+    solved over the frames around (:func:`moving_centroids.settle_by_centroids`). Elsewhere (a slow
     handheld camera) nothing changes: an interior with no trusted depth of its own is a poor guide for its rim.
     Static pixels are never changed, nor are regions over MAX_OBJECT_SHARE of their frame
     (``depth.without_large_regions``, as ``bring_moving_forward`` treats them).
     depth (N, H, W) > 0; moving (N, H, W) bool; flows (N-1, H, W, 2); K (3, 3) or (N, 3, 3) (frame i's serves its
-    neighbours too: one camera per clip, as reconstructed); c2w (N, 4, 4) -> (N, H, W) float32."""
+    neighbours too: one camera per clip, as reconstructed); c2w (N, 4, 4); ``chained``: the flows'
+    :func:`motion_masks.chained_flows` (check tolerance 1 px at 480) reaching MOVING_REACH frames, when the caller
+    has them (else they are chained here) -> (N, H, W) float32."""
     depth, moving = np.asarray(depth), np.asarray(moving, bool)
     n, height, width = depth.shape
     if moving.shape != depth.shape or np.shape(flows_fwd) != (n - 1, height, width, 2) \
@@ -156,9 +163,9 @@ def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.nda
     moving = np.stack([without_large_regions(m) for m in moving])
     out = depth.astype(np.float32).copy()
     trusted = np.zeros_like(moving)
-    reach = max(TRANSFER_REACH, *(abs(o) for window in ACCEL_WINDOWS for o in window))
     scale = max(height, width) / REFERENCE_SIDE
-    chained = chained_flows(flows_fwd, flows_bwd, reach, max(1.0, scale))
+    if chained is None:
+        chained = chained_flows(flows_fwd, flows_bwd, MOVING_REACH, max(1.0, scale))
     tracks = {}  # frame -> the solves of its trusted pixels
     for i in range(n):
         still, still_depth = still_pixels(moving[i], i, STILL_OFFSETS, chained, Ks[i], c2w, scale)
@@ -191,6 +198,7 @@ def refine_moving_depth(depth: np.ndarray, moving: np.ndarray, flows_fwd: np.nda
         tracks[i] = MovingSolve(*[field[agree] for field in kept])
     out, trusted = vote_from_neighbours(out, moving, trusted, tracks, Ks, c2w)
     out, trusted = carry_rigid_neighbours(out, moving, trusted, Ks, c2w, chained)
+    out, trusted = settle_by_centroids(out, moving, trusted, Ks, c2w, chained, ACCEL_WINDOWS, MAX_SPREAD)
     return extend_interior_depth(out, moving, pixels_at(RIM_BAND_PX, (height, width)), trusted)
 
 

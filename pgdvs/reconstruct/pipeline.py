@@ -28,7 +28,8 @@ from ..scene import Scene
 from .cameras import colmap_poses, guess_intrinsics
 from .degeneracy import analyse_motion, rotation_only_poses
 from .depth import DepthConfig, consistent_depth, default_pairs
-from .moving_depth import refine_moving_depth
+from .moving_depth import MOVING_REACH, refine_moving_depth
+from .scale import REFERENCE_SIDE
 
 FLOW_BACKENDS = ("dis", "raft")
 PRIOR_MODES = ("auto", "none")
@@ -138,11 +139,15 @@ def reconstruct(source, config: ReconstructConfig | None = None, progress: Progr
                              config=first, progress=lambda f: report("depth", 0.5 + 0.5 * f, "first depth"))
     done("depth", "first depth")
 
-    from .motion_masks import motion_masks
+    from .mask_neighbours import NEIGHBOUR_OFFSETS
+    from .motion_masks import chained_flows, motion_masks
 
     Ks = np.repeat(K[None], n, 0)
     judged_on_depth = motion.kind != "static"
-    dyn = motion_masks(frames, fwd, bwd, Ks, c2w, rough.depth if judged_on_depth else None)
+    # the neighbour flows chained over several frames, once for the masks and the moving depth
+    chained = chained_flows(fwd, bwd, max(MOVING_REACH, *(abs(o) for o in NEIGHBOUR_OFFSETS)),
+                            max(1.0, max(frames.shape[1:3]) / REFERENCE_SIDE))
+    dyn = motion_masks(frames, fwd, bwd, Ks, c2w, rough.depth if judged_on_depth else None, chained=chained)
     # masks judged on the first depth only steer the consistent depth when they are judged again on it
     dyn = drop_implausible_masks(dyn, [] if judged_on_depth else notices)
     done("masks", f"{dyn.mean() * 100:.1f}% of pixels dynamic")
@@ -168,9 +173,9 @@ def reconstruct(source, config: ReconstructConfig | None = None, progress: Progr
         # photometric test; judged on the consistent depth, synthetic-reconstruct mask IoU rises (handheld 0.73 ->
         # 0.79, rig 0.83 -> 0.86) for ~15 s per 48-frame clip
         report("refine", 0.7, "motion masks on the consistent depth")
-        dyn = drop_implausible_masks(motion_masks(frames, fwd, bwd, Ks, c2w, depth), notices)
+        dyn = drop_implausible_masks(motion_masks(frames, fwd, bwd, Ks, c2w, depth, chained=chained), notices)
     if motion.kind not in ("static", "rotation"):
-        depth = refine_moving_depth(depth, dyn, fwd, bwd, K, c2w)
+        depth = refine_moving_depth(depth, dyn, fwd, bwd, K, c2w, chained=chained)
     depth = _safe_depth(depth)
     done("refine", f"triangulated coverage {result.coverage.mean() * 100:.0f}%, {dyn.mean() * 100:.1f}% of pixels "
                    "dynamic")
@@ -331,7 +336,6 @@ def flow_misfit(est, flows: dict, hw: tuple[int, int], pairs: int = 8, step: int
     import torch
 
     from .motion_masks import epipolar_residual
-    from .scale import REFERENCE_SIDE
 
     keys = widest_pairs(flows, pairs)
     flow = torch.as_tensor(np.stack([flows[key] for key in keys])[:, ::step, ::step] / step, dtype=torch.float32)
