@@ -5,8 +5,8 @@ import pytest
 from mask_fixtures import toy_clip
 
 from pgdvs.reconstruct.motion_masks import motion_masks
-from pgdvs.reconstruct.revisits import (NEAR_PERCENTILE, PARALLAX_PX, drop_still_components, revisit_partners,
-                                        unchanged_in_revisits)
+from pgdvs.reconstruct.revisits import (NEAR_PERCENTILE, PARALLAX_PX, drop_still_components, peel_still_pixels,
+                                        revisit_partners, unchanged_in_revisits)
 
 H, W, PLANE_Z = 60, 80, 10.0
 
@@ -100,6 +100,25 @@ def test_a_false_alarm_on_the_still_background_is_dropped_and_the_moving_square_
     assert np.array_equal(drop_still_components(grown, still, textured), grown)
     # untextured pixels say nothing: a blob with too few textured pixels is kept
     assert np.array_equal(drop_still_components(masks, still, np.zeros_like(masks)), masks)
+
+
+def test_the_still_part_of_a_component_is_peeled_off_and_the_moving_part_kept(rig):
+    frames, K, c2w, depth, mask = rig
+    still = unchanged_in_revisits(frames, K, c2w, revisit_partners(K, c2w, depth))
+    textured = np.ones_like(mask)
+    masks = mask.copy()
+    rows, cols = np.nonzero(mask[4])
+    top, left = rows.min(), cols.min()
+    masks[4, top:top + 12, left - 12:left] = True  # background beside the square, joined to it
+    assert drop_still_components(masks, still, textured)[4].sum() == masks[4].sum()  # one component: kept whole
+    out = peel_still_pixels(masks, still, textured, radius=1, min_area=4)
+    # the background beside the square gone, the square kept (the opening's 3 x 3 cross rounds its four corners)
+    assert not (out[4] & ~mask[4]).any() and (mask[4] & ~out[4]).sum() <= 4
+    assert np.array_equal(out[[0, 5, 11]], mask[[0, 5, 11]])  # frames without a false pixel keep their masks
+    # holes are filled: the square's own pixels that the partners happen to show unchanged stay
+    holed = still.copy()
+    holed[4, top + 3:top + 6, left + 3:left + 6] = True
+    assert (mask[4] & ~peel_still_pixels(mask, holed, textured, 1, 4)[4]).sum() <= 4
 
 
 def test_motion_masks_on_a_clip_without_revisits_are_unchanged():

@@ -21,8 +21,8 @@ Votes over both neighbours and several frame gaps (slow objects only show over l
 composed from the neighbour flows unless given) are averaged, smoothed over time along the flow; plain regions
 whose outline has evidence almost all round are added whole (a uniform object only shows motion at its
 outline: :mod:`outlined_regions`); then cleaned: opening, closing, hole filling, components under a minimum
-area dropped. With depth, components that the frames filmed again from the same place show unchanged go
-(:mod:`revisits`); last, pixels that the neighbouring frames' masks claim through the flow join
+area dropped. With depth, components that the frames filmed again from the same place show unchanged go, and the
+unchanged pixels of the others (:mod:`revisits`); last, pixels that the neighbouring frames' masks claim through the flow join
 (:mod:`mask_neighbours`).
 
 Shapes: frames (N, H, W, 3) float in [0, 1], flows (N-1, H, W, 2) (x, y) between neighbours, K (N, 3, 3),
@@ -42,7 +42,7 @@ from ..videoio import to_uint8
 from ..warp import backward_warp, flow_consistency, sample_image
 from .mask_neighbours import NEIGHBOUR_OFFSETS, NEIGHBOUR_VOTES, claimed_by_neighbours
 from .outlined_regions import MIN_COVER, outlined_regions
-from .revisits import drop_still_components, revisit_partners, unchanged_in_revisits
+from .revisits import drop_still_components, peel_still_pixels, revisit_partners, unchanged_in_revisits
 from .scale import REFERENCE_SIDE, pixels_at
 
 PAIR_CHUNK = 8  # frame pairs evaluated together (memory ~ 100 MB per chunk at 480 x 270)
@@ -83,7 +83,8 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
     (:func:`outlined_regions.outlined_regions`; 0: off); ``neighbour_votes``: a pixel that this many of the
     NEIGHBOUR_OFFSETS frames' masks claim through the flow joins its frame's mask
     (:func:`mask_neighbours.claimed_by_neighbours`; 0: off); ``revisits`` (with depth): components that the frames
-    filmed again from the same place show unchanged are dropped (:mod:`revisits`); ``chained``: the flows'
+    filmed again from the same place show unchanged are dropped, and the others' unchanged pixels peeled off
+    (:mod:`revisits`); ``chained``: the flows'
     :func:`chained_flows` (check tolerance 1 px at 480) reaching the NEIGHBOUR_OFFSETS, when the caller has them.
     """
     frames, fwd, bwd, K, c2w, depth = _check_inputs(frames, flows_fwd, flows_bwd, K, c2w, depth)
@@ -139,6 +140,8 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
         k, poses = K.numpy(), c2w.numpy()
         still = unchanged_in_revisits(frames, k, poses, revisit_partners(k, poses, depth.numpy()))
         masks = drop_still_components(masks, still, textured.numpy())
+        masks = peel_still_pixels(masks, still, textured.numpy(), pixels_at(2, (h, w)),
+                                  max(4.0, min_area_frac * h * w))
     if neighbour_votes > 0:
         if chained is None:
             chained = chained_flows(fwd, bwd, max(abs(o) for o in NEIGHBOUR_OFFSETS), tol)
