@@ -292,6 +292,15 @@ def test_include_click_whose_colour_cut_floods_the_frame_adds_only_its_disk(clip
     # a colour object of a plausible size is taken as it is
     monkeypatch.setattr(segmenter, "colour_object", lambda img, point, click: gt.copy())
     assert np.array_equal(segmenter.segment(3, clip["frames"][3], [[x, y]], [1], np.zeros_like(gt), flow), gt)
+    # beside an object of the prior, a click extends it: a colour cut over twice its size leaked past it
+    rows, cols = np.nonzero(gt)
+    prior = np.zeros_like(gt)
+    prior[rows.min():rows.min() + 4, cols.min():cols.min() + 4] = True  # a 4 x 4 px corner of the object found
+    corner = (cols.min() + 5, rows.min() + 2)  # the click: just beside it, inside the object
+    mask = segmenter.segment(3, clip["frames"][3], [corner], [1], prior, flow)
+    assert np.array_equal(mask, prior | disks(np.array([corner]), gt.shape, radius))
+    prior[rows.min():rows.max() - 3] = gt[rows.min():rows.max() - 3]  # most of the object found: the cut fits it
+    assert np.array_equal(segmenter.segment(3, clip["frames"][3], [corner], [1], prior, flow), gt | prior)
 
 
 def test_bad_clicks_raise(clip):

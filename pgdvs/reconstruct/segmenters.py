@@ -129,6 +129,9 @@ class ClassicalSegmenter:
     """
 
     name = "classical"
+    # an include click beside an object, whose motion does not tell it from its surroundings, adds a colour object
+    # at most this many times that object's area
+    EXTEND_AT_MOST = 2.0
 
     def __init__(self, iterations: int = 4, disk: float = 0.012, max_object: float = 0.05, reach: float = 0.2,
                  texture_radius: float = 0.02, tolerances: tuple[int, ...] = (4, 7, 10, 14, 19, 25, 32),
@@ -158,18 +161,21 @@ class ClassicalSegmenter:
             removed |= self.false_part(img, prior, point, radius, flow)
         added = np.zeros((h, w), bool)
         for point in points[labels == 1]:
-            added |= self.object_at(img, point, radius, flow)
+            # the prior's objects beside the click (within two disk radii): a click there extends one of them
+            beside = components_touching(prior, disks(point[None], (h, w), 2 * radius))
+            added |= self.object_at(img, point, radius, flow, beside)
         return (((prior & ~removed) | added) & ~exc_disk) | inc_disk
 
-    def object_at(self, img: np.ndarray, point: np.ndarray, radius: int, flow: np.ndarray | None = None
-                  ) -> np.ndarray:
+    def object_at(self, img: np.ndarray, point: np.ndarray, radius: int, flow: np.ndarray | None = None,
+                  beside: np.ndarray | None = None) -> np.ndarray:
         """The object under an include ``point`` (x, y) of ``img`` (H, W, 3) uint8, ``flow`` (H, W, 2) or None
         -> (H, W) bool. With flow, the region moving like the click, refined by colour; the colour object
         joins it when it covers most of it without being much larger (motion misses the parts of an
         articulated object that move otherwise; colour leaks on texture), and replaces it when the click is on
         plain colour and the moving region is much larger (surfaces at the object's depth move alike under a
         moving camera). When the motion result is over ``max_moving`` and the colour object over
-        ``max_object`` of the image, neither found an object: the click's disk alone."""
+        ``max_object`` of the image, neither found an object: the click's disk alone. ``beside`` (H, W) bool: the
+        objects the click lies beside, which it extends (see :attr:`EXTEND_AT_MOST`)."""
         h, w = img.shape[:2]
         click = disks(point[None], (h, w), radius)
         colour = self.colour_object(img, point, click)
@@ -178,8 +184,13 @@ class ClassicalSegmenter:
         moving = self.moving_like(flow, point, self.max_moving)
         if moving.sum() <= click.sum():  # the click moves like its surroundings: colour alone decides, unless its
             # cut spread over more than any moving region may (rig-room: a click on a box's dark underside, whose
-            # colour cut took the dark wall behind, 28 % of the frame): then nothing was found but the click
-            return colour if colour.sum() <= self.max_moving * h * w else click
+            # colour cut took the dark wall behind, 28 % of the frame) or, beside an object, far past its size
+            # (rig-room: a click on a tumbling cube's missed corner, whose cut took the wallpaper and the boxes
+            # around, 4 times the cube): then nothing was found but the click
+            limit = self.max_moving * h * w
+            if beside is not None and beside.any():
+                limit = min(limit, self.EXTEND_AT_MOST * beside.sum())
+            return colour if colour.sum() <= limit else click
         cut = self._bounded_cut(img, moving | click, click)
         # colour refines the border; a cut that lost most of the region lost it to similar colours, unless
         # what it kept is an object of its own that looks unlike the rest (the flow leaked past its border)
