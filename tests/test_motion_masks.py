@@ -277,9 +277,9 @@ def test_colour_snap_keeps_a_small_object_that_has_no_sure_core():
     assert not snapped[sliver].any()  # thinner than min_radius: left to the joint cut, which drops it
 
 
-def test_a_frame_whose_mask_lost_most_of_an_object_gets_it_back_from_its_neighbours():
-    # a square moving 2 px a frame to the right over a still background; frame 2's mask kept only a corner of it
-    n, height, width = 5, 30, 40
+def _sliding_square(n: int, height: int, width: int):
+    """A square moving 2 px a frame to the right over a still background, with its exact neighbour flows.
+    -> truth (N, H, W) bool, fwd, bwd (N-1, H, W, 2)."""
     truth = np.zeros((n, height, width), bool)
     for i in range(n):
         truth[i, 10:18, 5 + 2 * i:13 + 2 * i] = True
@@ -288,6 +288,12 @@ def test_a_frame_whose_mask_lost_most_of_an_object_gets_it_back_from_its_neighbo
     for i in range(n - 1):
         fwd[i][truth[i]] = (2.0, 0.0)
         bwd[i][truth[i + 1]] = (-2.0, 0.0)
+    return truth, fwd, bwd
+
+
+def test_a_frame_whose_mask_lost_most_of_an_object_gets_it_back_from_its_neighbours():
+    # frame 2's mask kept only a corner of the sliding square
+    truth, fwd, bwd = _sliding_square(5, 30, 40)
     masks = truth.copy()
     masks[2] = False
     masks[2, 10:12, 9:11] = True
@@ -305,15 +311,7 @@ def test_a_frame_whose_mask_lost_most_of_an_object_gets_it_back_from_its_neighbo
 
 def test_an_object_unseen_for_four_frames_in_a_row_comes_back_from_the_frames_around():
     # a breathing object's evidence comes and goes: frames 3-6 lost the square; three frames either side have it
-    n, height, width = 10, 30, 60
-    truth = np.zeros((n, height, width), bool)
-    for i in range(n):
-        truth[i, 10:18, 5 + 2 * i:13 + 2 * i] = True
-    fwd = np.zeros((n - 1, height, width, 2), np.float32)
-    bwd = np.zeros_like(fwd)
-    for i in range(n - 1):
-        fwd[i][truth[i]] = (2.0, 0.0)
-        bwd[i][truth[i + 1]] = (-2.0, 0.0)
+    truth, fwd, bwd = _sliding_square(10, 30, 60)
     masks = truth.copy()
     masks[3:7] = False
     chained = chained_flows(fwd, bwd, max(abs(o) for o in NEIGHBOUR_OFFSETS))
