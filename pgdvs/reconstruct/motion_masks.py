@@ -22,8 +22,8 @@ composed from the neighbour flows unless given) are averaged, smoothed over time
 whose outline has evidence almost all round are added whole (a uniform object only shows motion at its
 outline: :mod:`outlined_regions`); then cleaned: opening, closing, hole filling, components under a minimum
 area dropped. With depth, components that the frames filmed again from the same place show unchanged go, and the
-unchanged pixels of the others (:mod:`revisits`); last, pixels that the neighbouring frames' masks claim through the flow join
-(:mod:`mask_neighbours`).
+unchanged pixels of the others (:mod:`revisits`); last, pixels that the neighbouring frames' masks claim through
+the flow join (:mod:`mask_neighbours`).
 
 Shapes: frames (N, H, W, 3) float in [0, 1], flows (N-1, H, W, 2) (x, y) between neighbours, K (N, 3, 3),
 c2w (N, 4, 4), depth (N, H, W) or None -> masks (N, H, W) bool, True = dynamic.
@@ -84,8 +84,8 @@ def motion_masks(frames, flows_fwd, flows_bwd, K, c2w, depth=None, *, threshold_
     NEIGHBOUR_OFFSETS frames' masks claim through the flow joins its frame's mask
     (:func:`mask_neighbours.claimed_by_neighbours`; 0: off); ``revisits`` (with depth): components that the frames
     filmed again from the same place show unchanged are dropped, and the others' unchanged pixels peeled off
-    (:mod:`revisits`); ``chained``: the flows'
-    :func:`chained_flows` (check tolerance 1 px at 480) reaching the NEIGHBOUR_OFFSETS, when the caller has them.
+    (:mod:`revisits`); ``chained``: the flows' :func:`chained_flows` (check tolerance 1 px at 480) reaching the
+    NEIGHBOUR_OFFSETS, when the caller has them (else they are chained here).
     """
     frames, fwd, bwd, K, c2w, depth = _check_inputs(frames, flows_fwd, flows_bwd, K, c2w, depth)
     n, h, w = frames.shape[:3]

@@ -1,8 +1,8 @@
-"""Depth of a moving object that no pixel's solve pins, from the path of its outline's centroid.
+"""Depth of a moving object that no pixel's solve pins, from the path of its mask's centroid.
 
 Per-pixel flow fails on a small object that spins or tumbles fast (rig-studio's tumbling ball: 0-50 % of its
 flows pass the forward-backward check for six frames in a row), so none of its pixels gets a motion solve
-(:mod:`moving_depth`), the neighbours have no trusted points to lend it, and it keeps the fill, 15-45 % too far.
+(:mod:`moving_depth`), the neighbours have no trusted points to lend it, and it keeps the fill, 15-54 % too far.
 Its mask still follows it: the centroid of a mask component is the image of (nearly) one point of the object in
 every frame, and the same accelerating triangulation that solves a pixel from its flows solves that point from
 the centroids of the component in the frames around (five frames, seven unknowns: redundant, so a misfit says
@@ -10,9 +10,10 @@ when the masks or the links between them are off). On the synthetic rig the ball
 2-6 % of its true depth in frames 8-13 (the fill: 15-54 % off); rig-studio's PSNR gap on saved inputs 1.69 -> 1.55 dB,
 the other rig scenes unchanged (their objects are pinned by their own flows).
 
-A component is linked to the component of a neighbouring frame whose centroid lies nearest to where the flow
-carries it (the median over its pixels, checked or not: only the object's rough displacement is needed) within
-LINK_PX, with an area within a factor AREA_RATIO. The untrusted pixels of a component that is mostly untrusted
+A component is linked to the component of the next (previous) frame whose centroid lies nearest to where the flow
+carries it (the median over its pixels, checked or not: only the object's rough displacement is needed) or to
+where it is (the flow of a fast spinning object may be anything), within LINK_PX and a factor AREA_RATIO in area;
+the links chain over a window. The untrusted pixels of a component that is mostly untrusted
 take the solved depth (flat: such objects are small), and count as trusted from then on.
 
 Conventions: OpenCV cameras, K (N, 3, 3) pixels, c2w (N, 4, 4); depth (N, H, W) > 0; moving, trusted (N, H, W)
@@ -46,7 +47,7 @@ def settle_by_centroids(depth: np.ndarray, moving: np.ndarray, trusted: np.ndarr
     scale = max(height, width) / REFERENCE_SIDE
     out, trusted = depth.astype(np.float32).copy(), trusted.copy()
     parts = [_components(m, MIN_AREA_PX * scale ** 2) for m in moving]
-    # each component's counterpart in the next and the previous frame (-1: none)
+    # each component's counterpart in the next and the previous frame (-1: none); step[-1] has one entry per frame
     step = {+1: [_links(parts[i], parts[i + 1], chained(i, 1)[0], LINK_PX * scale) for i in range(n - 1)],
             -1: [None] + [_links(parts[i], parts[i - 1], chained(i, -1)[0], LINK_PX * scale) for i in range(1, n)]}
     for i in range(n):
@@ -103,9 +104,9 @@ def _links(here, there, flow: np.ndarray, reach: float) -> np.ndarray:
 def _follow(step: dict, i: int, c: int, offset: int):
     """Component c of frame i followed ``offset`` frames along the links of :func:`_links`; None where a link is
     missing or the clip ends."""
-    direction = 1 if offset > 0 else -1
+    direction, frames = (1 if offset > 0 else -1), len(step[-1])
     for _ in range(abs(offset)):
-        if not 0 <= i + direction < len(step[+1]) + 1:
+        if not 0 <= i + direction < frames:
             return None
         c = int(step[direction][i][c])
         if c < 0:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-
 from scipy import ndimage
 
 from ..geometry import in_image, pixel_grid
