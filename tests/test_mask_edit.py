@@ -245,6 +245,26 @@ def test_exclude_click_keeps_an_object_that_moves_like_the_wall_but_looks_otherw
     assert iou(out, square) > 0.9
 
 
+def test_exclude_click_keeps_the_part_of_an_object_that_looks_like_the_wall_but_moves_with_it():
+    """A moving object whose lower half wears the wall's texture (rig-hall: a swinging arm's striped end), joined
+    to a false wall patch: GrabCut drops the patch and that half together; the flow shows the half moves with
+    the object's red top, not with the clicked wall, so it stays."""
+    rng = np.random.default_rng(2)
+    h, w = 120, 200
+    img = np.dstack([rng.random((h, w)) * 0.4 + 0.5, rng.random((h, w)) * 0.3 + 0.3, rng.random((h, w)) * 0.2])
+    obj = np.zeros((h, w), bool)
+    obj[40:100, 100:130] = True
+    img[40:70, 100:130] = (0.85, 0.1, 0.1)
+    prior = obj.copy()
+    prior[30:80, 40:100] = True  # the wall patch, joined to both halves
+    flow = np.full((h, w, 2), (1.5, 0.0), np.float32)
+    flow[obj] = (-3.0, 2.0)
+    seg = ClassicalSegmenter()
+    out = seg.segment(0, img.astype(np.float32), [[60, 55]], [0], prior, flow)
+    assert iou(out, obj) > 0.9
+    assert iou(seg.segment(0, img.astype(np.float32), [[60, 55]], [0], prior, np.zeros_like(flow)), obj) < 0.7
+
+
 def test_include_click_where_motion_and_colour_both_leak_keeps_only_its_disk(clip, monkeypatch):
     """When the region moving like the click, grown by GrabCut, covers over max_moving of the frame and the
     colour object over max_object, no object was found: the click's disk is all that is added."""

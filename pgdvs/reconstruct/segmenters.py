@@ -123,8 +123,8 @@ class ClassicalSegmenter:
       look like the surroundings; the dropped pieces connected to the click go, and the whole component when
       little of it is left. With the frame's flow, the part of the component that moves like the click goes
       as well, unless its colour is one GrabCut kept and the clicked part does not show (an object that moves
-      like the wall under a slow camera); the part that moves otherwise stays (:meth:`false_part`). Other
-      components stay.
+      like the wall under a slow camera); the part that moves otherwise stays, and so do dropped pieces that
+      move with what GrabCut kept (:meth:`false_part`, :func:`moves_with`). Other components stay.
     Include disks of radius ``disk`` (fraction of the image size) always end in the mask, exclude disks never.
     """
 
@@ -252,7 +252,8 @@ class ClassicalSegmenter:
         rest, moving otherwise, stays however small it is. Moving alike is not enough where colour says
         otherwise (:class:`ColourOdds` of the dropped part and the click against what GrabCut kept): under a
         slow camera an object barely moves against the wall it was joined to (handheld-hall: the click took
-        the breathing egg and the stick with the wall)."""
+        the breathing egg and the stick with the wall). Dropped pieces that move with the part GrabCut kept
+        stay as well (:func:`moves_with`)."""
         h, w = img.shape[:2]
         comp = components_at(prior, point[None])
         if not comp.any():
@@ -264,6 +265,7 @@ class ClassicalSegmenter:
             return comp
         dropped = components_touching(comp & ~cut, click)
         if flow is not None:  # what is left moves otherwise than the click, or looks otherwise: kept however small
+            dropped &= ~moves_with(flow, dropped, cut & ~dropped, click & comp)
             alike = comp & self.moving_like(flow, point)
             colours = img / 255.0
             looks = ColourOdds(colours, dropped | click, cut & ~dropped).fits(colours)
@@ -323,6 +325,26 @@ class ColourOdds:
     def _codes(self, image: np.ndarray) -> np.ndarray:
         q = np.clip((np.asarray(image) * self.bins).astype(np.int64), 0, self.bins - 1)
         return (q[..., 0] * self.bins + q[..., 1]) * self.bins + q[..., 2]
+
+
+def moves_with(flow: np.ndarray, part: np.ndarray, kept: np.ndarray, click: np.ndarray, min_gap: float = 2.0
+               ) -> np.ndarray:
+    """The pieces of ``part`` (H, W) bool that move like ``kept`` rather than like ``click`` and join it: the rest
+    of an object whose colours GrabCut took for the surroundings (rig-hall: a swinging arm's striped end, dropped
+    with the false wall slab beside it). Each pixel goes to the nearer of the two median flows (``flow`` (H, W, 2));
+    specks are opened away; nothing when the medians lie within ``min_gap`` px at 480 (motion cannot tell them
+    apart). -> (H, W) bool."""
+    if not (part.any() and kept.any() and click.any()):
+        return np.zeros_like(part, bool)
+    h, w = part.shape
+    at_kept, at_click = np.median(flow[kept], 0), np.median(flow[click], 0)
+    if float(np.linalg.norm(at_kept - at_click)) < min_gap * max(h, w) / REFERENCE_SIDE:
+        return np.zeros_like(part, bool)
+    nearer = np.linalg.norm(flow - at_kept, axis=-1) < np.linalg.norm(flow - at_click, axis=-1)
+    r = max(1, round(max(h, w) / REFERENCE_SIDE))
+    nearer = cv2.morphologyEx((part & nearer).astype(np.uint8), cv2.MORPH_OPEN,
+                              cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))).astype(bool)
+    return components_touching(nearer, near(kept, 1))
 
 
 def distinct(img: np.ndarray, cut: np.ndarray, region: np.ndarray, click: np.ndarray, min_gap: float = 50.0
