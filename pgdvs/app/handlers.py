@@ -262,7 +262,8 @@ def _editor(session: Session, hub=None, segmenter=None):
         else:
             segmenter, label = make_segmenter(hub)
         scene = session.scene
-        session.editor = MaskEditor(scene.rgb, scene.dyn_mask, scene.flow_fwd, scene.flow_bwd, segmenter)
+        session.editor = MaskEditor(scene.rgb, scene.dyn_mask, scene.flow_fwd, scene.flow_bwd, segmenter, K=scene.K,
+                                    c2w=scene.c2w)
         session.segmenter_label = label
     return session.editor
 

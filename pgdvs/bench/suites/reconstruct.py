@@ -133,13 +133,13 @@ def click_targets(est: np.ndarray, gt: np.ndarray) -> list[tuple[np.ndarray, int
 def simulated_clicks(scene, gt_mask: np.ndarray) -> np.ndarray:
     """A user's two clicks (:func:`click_targets`) on the frame whose automatic mask has the most wrong pixels,
     through the app's editor with the classical (GrabCut) backend, then propagated to every frame.
-    scene: the reconstruction (rgb, dyn_mask, flows); gt_mask (N, H, W) bool -> edited masks (N, H, W) bool."""
+    scene: the reconstruction (rgb, dyn_mask, flows, cameras); gt_mask (N, H, W) bool -> edited masks (N, H, W) bool."""
     from ...reconstruct.mask_edit import MaskEditor
     from ...reconstruct.segmenters import ClassicalSegmenter
 
     est = scene.dyn_mask
     k = int(np.argmax((est ^ gt_mask).sum(axis=(1, 2))))
-    editor = MaskEditor(scene.rgb, est, scene.flow_fwd, scene.flow_bwd, ClassicalSegmenter())
+    editor = MaskEditor(scene.rgb, est, scene.flow_fwd, scene.flow_bwd, ClassicalSegmenter(), K=scene.K, c2w=scene.c2w)
     for point, label in click_targets(est[k], gt_mask[k]):
         editor.add_point(k, *point, label)
     return editor.propagate(k)
