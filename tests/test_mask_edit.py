@@ -281,6 +281,24 @@ def test_include_click_where_motion_and_colour_both_leak_keeps_only_its_disk(cli
     assert seg.segment(0, clip["frames"][0], [[20, 30]], [1], np.zeros((h, w), bool), clip["fwd"][0])[big].all()
 
 
+def test_include_click_whose_motion_and_colour_agree_on_too_much_keeps_only_its_disk(clip, monkeypatch):
+    """The region moving like the click (15 % of the frame) and the colour object (35 %) agree, but together they
+    cover more than max_moving: the floor, not an object (handheld-hall's breathing egg). Only the disk is added;
+    with a colour object inside the moving region, the moving region stands."""
+    seg = ClassicalSegmenter()
+    h, w = clip["frames"].shape[1:3]
+    moving, colour = np.zeros((2, h, w), bool)
+    moving[:, : int(0.15 * w)] = True
+    colour[:, : int(0.35 * w)] = True
+    monkeypatch.setattr(seg, "colour_object", lambda img, point, click: colour | click)
+    monkeypatch.setattr(seg, "moving_like", lambda flow, point, max_share=1.0: moving)
+    monkeypatch.setattr(seg, "_bounded_cut", lambda img, region, click: click)  # the cut collapsed
+    out = seg.segment(0, clip["frames"][0], [[5, 30]], [1], np.zeros((h, w), bool), clip["fwd"][0])
+    assert (out == disks(np.array([[5, 30]]), (h, w), max(2, round(seg.disk * max(h, w))))).all()
+    monkeypatch.setattr(seg, "colour_object", lambda img, point, click: (moving & (np.arange(h) < h // 2)[:, None]) | click)
+    assert seg.segment(0, clip["frames"][0], [[5, 30]], [1], np.zeros((h, w), bool), clip["fwd"][0])[moving].all()
+
+
 def test_segmenter_rejects_a_flow_of_the_wrong_shape(clip):
     gt = clip["mask"][3]
     with pytest.raises(InputError, match="flow"):
