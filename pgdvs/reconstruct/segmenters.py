@@ -175,8 +175,8 @@ class ClassicalSegmenter:
         plain colour and the moving region is much larger (surfaces at the object's depth move alike under a
         moving camera). When the motion result is over ``max_moving`` and the colour object over
         ``max_object`` of the image, or the two agree but together cover over ``max_moving``, neither found an
-        object: the click's disk alone. ``beside`` (H, W) bool: the
-        objects the click lies beside, which it extends (see :attr:`EXTEND_AT_MOST`)."""
+        object: the click's disk alone. ``beside`` (H, W) bool: the objects the click lies beside, which it
+        extends (see :attr:`EXTEND_AT_MOST`)."""
         h, w = img.shape[:2]
         click = disks(point[None], (h, w), radius)
         colour = self.colour_object(img, point, click)
