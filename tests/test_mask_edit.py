@@ -542,3 +542,30 @@ def test_editor_cameras_must_come_together_and_fit(clip):
     with pytest.raises(InputError, match="'c2w' must have shape"):
         MaskEditor(clip["frames"], clip["mask"], clip["fwd"], clip["bwd"], ClassicalSegmenter(), K=clip["K"],
                    c2w=clip["c2w"][:2])
+
+
+def test_a_re_prompt_does_not_cut_a_moving_object_that_comes_near_the_removal():
+    # the exclude click sits on a still false alarm strip; a plain square moves 4 px a frame toward it, and from
+    # frame 2 on the re-prompted cut (a disk around the click) reaches into the square beside the carried removal:
+    # with the cameras, the square's pixels do not keep to their epipolar lines and stay (handheld-room: a click
+    # on the wallpaper above the tumbling cube cut its corner on the next frames)
+    n, height, width, step = 6, 120, 240, 4
+    frames = np.full((n, height, width, 3), 0.5, np.float32)
+    square = np.zeros((n, height, width), bool)
+    for i in range(n):
+        square[i, 40:80, 70 - step * i:110 - step * i] = True
+    strip = np.zeros_like(square)
+    strip[:, 40:80, 44:60] = True
+    fwd, bwd = np.zeros((2, n - 1, height, width, 2), np.float32)
+    fwd[..., 0][square[:-1]], bwd[..., 0][square[1:]] = -step, step
+    cameras = dict(K=np.repeat(np.array([[200.0, 0, 119.5], [0, 200.0, 59.5], [0, 0, 1]])[None], n, 0),
+                   c2w=np.repeat(np.eye(4)[None], n, 0))
+    kept = {}
+    for given in (True, False):
+        editor = MaskEditor(frames, square | strip, fwd, bwd, _DiskCutter(16), **(cameras if given else {}))
+        editor.add_point(0, 48.0, 60.0, 0)
+        out = editor.propagate(0)
+        kept[given] = min((out[i] & square[i]).sum() / square[i].sum() for i in range(n))
+        assert not (out & strip & ~square)[:, 50:70, 40:58].any()  # the strip's cut part stays removed
+    assert kept[True] == 1.0
+    assert kept[False] < 0.95

@@ -157,8 +157,8 @@ class MaskEditor:
                 elif not carrying or not self._flow_holds(f_ij, f_ji):
                     carrying = False  # past a cut, what the flow carried would land anywhere
                 else:
-                    still = self._still(i, j, f_ij)
-                    clicks = self._same_look(move_points(on_still(clicks, still), f_ij, f_ji), j)
+                    still = self._still(i, j, f_ij), self._still(j, i, f_ji)
+                    clicks = self._same_look(move_points(on_still(clicks, still[0]), f_ij, f_ji), j)
                     reprompt = abs(j - start) % max(1, reprompt_every) == 0
                     mask = self._carry(mask, i, j, f_ji, clicks if reprompt else clicks[:0], limit, still)
                     mask &= self._auto[j] | colours.fits(self.frames[j])
@@ -169,17 +169,19 @@ class MaskEditor:
         return self.masks
 
     def _carry(self, mask_i: np.ndarray, i: int, j: int, f_ji: torch.Tensor, clicks: np.ndarray,
-               limit: float, still: np.ndarray) -> np.ndarray:
+               limit: float, still: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         """Frame j's mask from frame i's: the edit (what frame i's mask added to / removed from its automatic
         mask) is pulled along the flow and applied to frame j's automatic mask. With clicks the flow carried
         here, the segmenter re-prompts frame j's automatic mask with them instead (recomputed, not accumulated:
         carried additions would drift and grow frame by frame), and what it adds / removes only counts near
         the carried addition / removal: a moved click that lands elsewhere cannot repaint the frame. A removal
         only holds where frame j still shows what frame i showed there: an object that moved onto a removed
-        static spot stays, and only what ``still`` (H, W) bool marks on frame i is carried. Each re-prompt may reach a little past the carried addition, so over many frames the
-        addition could creep into the background (handheld-room: 6 % -> 27 % of the frame over 30 frames); an
-        addition over ``limit`` pixels (max_growth x the source frame's) keeps what the flow carried instead."""
-        fields = np.concatenate([np.stack([mask_i & ~self._auto[i], self._auto[i] & ~mask_i & still], -1),
+        static spot stays. ``still``: the static pixels (H, W) bool of frames i and j (:meth:`_still`); only those
+        of frame i are carried, only those of frame j removed by a re-prompt. Each re-prompt may reach a little
+        past the carried addition, so over many frames the addition could creep into the background
+        (handheld-room: 6 % -> 27 % of the frame over 30 frames); an addition over ``limit`` pixels (max_growth x
+        the source frame's) keeps what the flow carried instead."""
+        fields = np.concatenate([np.stack([mask_i & ~self._auto[i], self._auto[i] & ~mask_i & still[0]], -1),
                                  self.frames[i]], -1).astype(np.float32)
         pulled = warp_field(torch.from_numpy(fields)[None], f_ji[None])[0].numpy()
         added, removed = (pulled[..., :2] > 0.5).transpose(2, 0, 1)
@@ -191,7 +193,7 @@ class MaskEditor:
                                                 self._flow(j)), bool)
         reach = self._edit_reach_px()
         grown = seg & near(added, reach)
-        return (auto & ~(~seg & near(removed, reach))) | (grown if grown.sum() <= limit else added)
+        return (auto & ~(~seg & near(removed, reach) & still[1])) | (grown if grown.sum() <= limit else added)
 
     def _edit_reach_px(self) -> int:
         """``edit_reach`` in pixels of these frames (at least one)."""
