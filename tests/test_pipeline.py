@@ -338,3 +338,26 @@ def test_after_a_rotation_verdict_the_tracks_only_check_a_sift_model_that_transl
     _, c2w, info = cameras(dataclasses.replace(still, c2w=wrong_c2w))  # SIFT translates, wrongly: tracks win
     assert runs == ["sift", "tracks"] and info["backend"] == "colmap (flow tracks)"
     assert np.allclose(c2w, clip["c2w"])
+
+
+def test_the_flow_track_model_runs_again_while_the_neighbour_flow_misfits_it(monkeypatch):
+    """A low-parallax draw can settle on cameras the neighbouring frames' flow does not fit: the tracks' SfM runs
+    again, up to MISFIT_RETRIES times, and the best fitting run of those registering most frames is kept."""
+    from mask_fixtures import toy_clip
+
+    clip = toy_clip(hw=(96, 128), cam_step=(0.3, 0.05))
+    flows = {(i, i + 1): clip["flow"](i, i + 1) for i in range(len(clip["frames"]) - 1)}
+    right = CameraEstimate(clip["K"][0], clip["c2w"], np.ones(8, bool), np.zeros((0, 3)), 0.1, "colmap (flow tracks)")
+    wrong = dataclasses.replace(right, c2w=_sliding_down(clip["c2w"]))
+    fewer = dataclasses.replace(right, registered=np.arange(8) < 6)
+
+    def run(first, results):
+        calls = iter(results)
+        monkeypatch.setattr(pipeline, "colmap_poses", lambda frames, flows: next(calls))
+        return pipeline.steadier_tracks(clip["frames"], flows, first, (96, 128))
+
+    assert run(right, []) is right  # a fitting model is not run again
+    assert run(wrong, [None, right]) is right
+    assert run(wrong, [fewer, wrong]) is wrong  # fewer frames registered do not win on fit
+    assert pipeline.MISFIT_RETRIES == 2 and run(wrong, [wrong, wrong, right]) is wrong  # gives up after the retries
+    assert run(None, []) is None
