@@ -4,10 +4,11 @@ again on it, save.
 Stages (``progress(stage, fraction, message)`` is called as each advances): "ingest", "flow", "motion",
 "cameras", "depth", "masks", "refine", "save".
 
-Classical path (default, no weights): DIS flow, COLMAP SfM (pycolmap; on SIFT and on flow tracks, one kept), flow
-triangulation + regularised consistent depth, moving objects' depth from their motion over three frames
-(``moving_depth``). With a Depth Anything model (``depth_prior="auto"`` and a model ready in ``pgdvs.hub``, or
-``depth_model=`` given) its disparity is aligned to the triangulated depth and refined.
+Classical path (default, no weights): DIS flow, COLMAP SfM (pycolmap; on SIFT and on flow tracks, one kept; the
+tracks' run is repeated while the neighbouring frames' flow misfits its cameras), flow triangulation + regularised
+consistent depth, moving objects' depth from their motion over three frames (``moving_depth``). With a Depth
+Anything model (``depth_prior="auto"`` and a model ready in ``pgdvs.hub``, or ``depth_model=`` given) its disparity
+is aligned to the triangulated depth and refined.
 Degenerate camera motion (static, pure rotation) is detected and gives identity / rotation-only cameras and a smooth
 depth, reported in ``scene.meta["motion"]`` and the notices.
 
