@@ -295,7 +295,8 @@ def test_include_click_whose_motion_and_colour_agree_on_too_much_keeps_only_its_
     monkeypatch.setattr(seg, "_bounded_cut", lambda img, region, click: click)  # the cut collapsed
     out = seg.segment(0, clip["frames"][0], [[5, 30]], [1], np.zeros((h, w), bool), clip["fwd"][0])
     assert (out == disks(np.array([[5, 30]]), (h, w), max(2, round(seg.disk * max(h, w))))).all()
-    monkeypatch.setattr(seg, "colour_object", lambda img, point, click: (moving & (np.arange(h) < h // 2)[:, None]) | click)
+    upper_half = moving & (np.arange(h) < h // 2)[:, None]
+    monkeypatch.setattr(seg, "colour_object", lambda img, point, click: upper_half | click)
     assert seg.segment(0, clip["frames"][0], [[5, 30]], [1], np.zeros((h, w), bool), clip["fwd"][0])[moving].all()
 
 

@@ -31,7 +31,7 @@ from ..errors import InputError
 from ..warp import sample_image
 from .motion_masks import consistent, epipolar_residual, warp_field
 from .scale import REFERENCE_SIDE
-from .segmenters import ColourOdds, Segmenter, check_prompt, near
+from .segmenters import ColourOdds, Segmenter, check_prompt, near, rows_cols
 
 
 @dataclass
@@ -265,13 +265,12 @@ class MaskEditor:
 
 
 def on_still(points: np.ndarray, still: np.ndarray) -> np.ndarray:
-    """The clicks (P, C >= 3) [x, y, label, ...] without the exclude clicks off ``still`` (H, W) bool (nearest
-    pixel): an exclude click sits on something static, one that moves otherwise was picked up by an object."""
+    """The clicks (P, C >= 3) [x, y, label, ...], all inside the image, without the exclude clicks off ``still``
+    (H, W) bool (nearest pixel): an exclude click sits on something static, one that moves otherwise was picked up
+    by an object."""
     if len(points) == 0:
         return points
-    h, w = still.shape
-    cols, rows = (np.clip(np.round(points[:, a]).astype(int), 0, n - 1) for a, n in ((0, w), (1, h)))
-    return points[(points[:, 2] == 1) | still[rows, cols]]
+    return points[(points[:, 2] == 1) | still[rows_cols(points)]]
 
 
 def move_points(points: np.ndarray, flow_ij: torch.Tensor, flow_ji: torch.Tensor, tol: float = 2.0) -> np.ndarray:

@@ -426,7 +426,7 @@ def components_at(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
     if len(points) == 0 or not mask.any():
         return np.zeros_like(mask, bool)
     _, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-    hit = labels[_rows_cols(points)]
+    hit = labels[rows_cols(points)]
     return np.isin(labels, hit[hit > 0])
 
 
@@ -477,8 +477,9 @@ def _crop(region: np.ndarray, pad: int) -> tuple[int, int, int, int]:
     return max(0, y0 - pad), min(h, y1 + pad + 1), max(0, x0 - pad), min(w, x1 + pad + 1)
 
 
-def _rows_cols(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ij = np.round(points).astype(int)
+def rows_cols(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index arrays (rows, cols) of the pixels nearest to points (P, >= 2) [x, y, ...] inside the image."""
+    ij = np.round(points[:, :2]).astype(int)
     return ij[:, 1], ij[:, 0]
 
 
